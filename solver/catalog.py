@@ -1,0 +1,311 @@
+"""Catalogs of model and GPU cards, and the reading of Hugging Face config.json files.
+
+Cards live in ``models/llm`` and ``models/gpu`` of the repository; the same files ship inside the
+installed package (``solver/catalog_data``), so ``pip install .`` works outside the repository.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import InputError, closest, from_validation_error, json_path, load_json
+from .schema import GpuCard, ModelCard
+
+SUPPORTED_ARCHITECTURES = (
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "MixtralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+    "Qwen3MoeForCausalLM",
+    "DeepseekV3ForCausalLM",
+)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A model's shape, normalised from its config: everything the cost model needs."""
+
+    name: str
+    hf_repo: str | None
+    architecture: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tie_embeddings: bool
+    attention_bias: bool = False
+    qk_norm: bool = False
+    # Multi-head latent attention (DeepSeek); zero when absent.
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    # Mixture of experts; zero when dense.
+    experts: int = 0
+    top_k: int = 0
+    moe_intermediate: int = 0
+    shared_experts: int = 0
+    shared_intermediate: int = 0
+    router_bias: bool = False
+    moe_layers: tuple[bool, ...] = field(default=())
+    declared_params_B: float | None = None
+    declared_active_params_B: float | None = None
+
+    @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def is_moe(self) -> bool:
+        """Mixture of experts in at least one layer."""
+        return self.experts > 0 and any(self.moe_layers)
+
+    def layer_kinds(self) -> tuple[str, ...]:
+        """'dense' or 'moe' per decoder layer, in order."""
+        if not self.moe_layers:
+            return ("dense",) * self.layers
+        return tuple("moe" if m else "dense" for m in self.moe_layers)
+
+
+def _get(cfg: dict[str, Any], key: str, file: str | None, prefix: str, default: Any = ...) -> Any:
+    if key in cfg and cfg[key] is not None:
+        return cfg[key]
+    if default is ...:
+        raise InputError(file, json_path([*prefix.split("."), key]) if prefix else key, None,
+                         "required config.json field is missing")
+    return default
+
+
+def _positive_int(cfg: dict[str, Any], key: str, file: str | None, prefix: str, default: Any = ...) -> int:
+    value = _get(cfg, key, file, prefix, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        path = f"{prefix}.{key}" if prefix else key
+        raise InputError(file, path, value, "must be a non-negative integer")
+    return value
+
+
+def architecture_from_config(
+    cfg: dict[str, Any],
+    *,
+    name: str,
+    hf_repo: str | None = None,
+    declared_params_B: float | None = None,
+    declared_active_params_B: float | None = None,
+    file: str | None = None,
+    prefix: str = "",
+) -> Architecture:
+    """Normalise Hugging Face config.json fields into an :class:`Architecture`.
+
+    Raises :class:`InputError` naming the supported architectures when the config is of another kind.
+    """
+    archs = cfg.get("architectures") or []
+    arch = archs[0] if isinstance(archs, list) and archs else None
+    if arch not in SUPPORTED_ARCHITECTURES:
+        path = f"{prefix}.architectures" if prefix else "architectures"
+        raise InputError(file, path, archs, f"unsupported architecture; supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
+    g = lambda k, d=...: _positive_int(cfg, k, file, prefix, d)  # noqa: E731
+    hidden = g("hidden_size")
+    layers = g("num_hidden_layers")
+    heads = g("num_attention_heads")
+    if hidden == 0 or layers == 0 or heads == 0:
+        raise InputError(file, f"{prefix}.hidden_size" if prefix else "hidden_size", hidden,
+                         "hidden_size, num_hidden_layers and num_attention_heads must be positive")
+    kv_heads = g("num_key_value_heads", heads)
+    head_dim = g("head_dim", hidden // heads)
+    tie = bool(cfg.get("tie_word_embeddings", False))
+    common: dict[str, Any] = dict(
+        name=name,
+        hf_repo=hf_repo,
+        architecture=arch,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate=g("intermediate_size", 0),
+        vocab=g("vocab_size"),
+        tie_embeddings=tie,
+        declared_params_B=declared_params_B,
+        declared_active_params_B=declared_active_params_B,
+    )
+    if arch in ("LlamaForCausalLM", "MistralForCausalLM"):
+        return Architecture(**common, attention_bias=bool(cfg.get("attention_bias", False)))
+    if arch == "Qwen2ForCausalLM":
+        return Architecture(**common, attention_bias=True)  # Qwen2 has q/k/v biases by construction
+    if arch == "Qwen3ForCausalLM":
+        return Architecture(**common, qk_norm=True, attention_bias=bool(cfg.get("attention_bias", False)))
+    if arch == "MixtralForCausalLM":
+        experts = g("num_local_experts")
+        return Architecture(
+            **common,
+            experts=experts,
+            top_k=g("num_experts_per_tok"),
+            moe_intermediate=g("intermediate_size"),
+            moe_layers=(True,) * layers,
+        )
+    if arch == "Qwen3MoeForCausalLM":
+        experts = g("num_experts")
+        step = g("decoder_sparse_step", 1) or 1
+        mlp_only = set(cfg.get("mlp_only_layers") or [])
+        moe_layers = tuple(
+            (i not in mlp_only) and experts > 0 and (i + 1) % step == 0 for i in range(layers)
+        )
+        return Architecture(
+            **common,
+            qk_norm=True,
+            attention_bias=bool(cfg.get("attention_bias", False)),
+            experts=experts,
+            top_k=g("num_experts_per_tok"),
+            moe_intermediate=g("moe_intermediate_size"),
+            moe_layers=moe_layers,
+        )
+    # DeepseekV3ForCausalLM: MLA attention, dense first layers, shared + routed experts.
+    experts = g("n_routed_experts")
+    first_dense = g("first_k_dense_replace", 0)
+    freq = g("moe_layer_freq", 1) or 1
+    moe_layers = tuple(experts > 0 and i >= first_dense and i % freq == 0 for i in range(layers))
+    moe_inter = g("moe_intermediate_size")
+    shared = g("n_shared_experts", 0)
+    return Architecture(
+        **{**common, "head_dim": g("v_head_dim")},
+        q_lora_rank=g("q_lora_rank", 0),
+        kv_lora_rank=g("kv_lora_rank"),
+        qk_nope_head_dim=g("qk_nope_head_dim"),
+        qk_rope_head_dim=g("qk_rope_head_dim"),
+        v_head_dim=g("v_head_dim"),
+        experts=experts,
+        top_k=g("num_experts_per_tok"),
+        moe_intermediate=moe_inter,
+        shared_experts=shared,
+        shared_intermediate=shared * moe_inter,
+        router_bias=cfg.get("topk_method") == "noaux_tc",
+        moe_layers=moe_layers,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Card files
+# ---------------------------------------------------------------------------------------------
+
+
+def _catalog_dirs(kind: str) -> list[Path]:
+    """Where cards of ``kind`` ('llm' or 'gpu') are looked up: the repository, then the package."""
+    dirs = []
+    repo = Path(__file__).resolve().parent.parent / "models" / kind
+    if repo.is_dir():
+        dirs.append(repo)
+    try:
+        packaged = resources.files("solver.catalog_data").joinpath(kind)
+        if packaged.is_dir():
+            dirs.append(Path(str(packaged)))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return dirs
+
+
+@cache
+def _card_files(kind: str) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for d in _catalog_dirs(kind):
+        for p in sorted(d.glob("*.json")):
+            files.setdefault(p.stem, p)
+    return files
+
+
+def known_models() -> list[str]:
+    """Names of the model cards in the catalog."""
+    return sorted(_card_files("llm"))
+
+
+def known_gpus() -> list[str]:
+    """Names of the GPU cards in the catalog."""
+    return sorted(_card_files("gpu"))
+
+
+def _unknown(kind: str, name: str, known: list[str], file: str | None, path: str) -> InputError:
+    return InputError(file, path, name, f"unknown {kind}{closest(name, known)} (known: {', '.join(known)})")
+
+
+@cache
+def model_card(name: str) -> ModelCard:
+    """The catalog model card ``name`` (raises :class:`KeyError` when absent)."""
+    path = _card_files("llm")[name]
+    try:
+        return ModelCard.model_validate(load_json(str(path)))
+    except ValidationError as err:
+        raise from_validation_error(err, ModelCard, str(path)) from None
+
+
+@cache
+def gpu_card(name: str) -> GpuCard:
+    """The catalog GPU card ``name`` (raises :class:`KeyError` when absent)."""
+    path = _card_files("gpu")[name]
+    try:
+        return GpuCard.model_validate(load_json(str(path)))
+    except ValidationError as err:
+        raise from_validation_error(err, GpuCard, str(path)) from None
+
+
+def resolve_gpu(ref: str | GpuCard, file: str | None = None, path: str = "cluster.gpu") -> GpuCard:
+    """A GPU card from a catalog name or an inline card."""
+    if isinstance(ref, GpuCard):
+        return ref
+    if ref not in _card_files("gpu"):
+        raise _unknown("GPU", ref, known_gpus(), file, path)
+    return gpu_card(ref)
+
+
+def architecture_of(card: ModelCard, file: str | None = None, prefix: str = "model.config") -> Architecture:
+    """Normalise a model card's config."""
+    return architecture_from_config(
+        card.config,
+        name=card.name,
+        hf_repo=card.hf_repo,
+        declared_params_B=card.declared_params_B,
+        declared_active_params_B=card.declared_active_params_B,
+        file=file,
+        prefix=prefix,
+    )
+
+
+def resolve_model(ref: Any, file: str | None = None, base_dir: Path | None = None) -> Architecture:
+    """An :class:`Architecture` from a card name, an inline card or an ``hf_config`` reference."""
+    from .schema import HfConfigRef
+
+    if isinstance(ref, str):
+        if ref not in _card_files("llm"):
+            raise _unknown("model", ref, known_models(), file, "model")
+        card = model_card(ref)
+        return architecture_of(card, file=str(_card_files("llm")[ref]), prefix="config")
+    if isinstance(ref, HfConfigRef):
+        cfg_path = Path(ref.hf_config)
+        if not cfg_path.is_absolute() and base_dir is not None:
+            cfg_path = base_dir / cfg_path
+        if not cfg_path.is_file():
+            raise InputError(file, "model.hf_config", ref.hf_config, "config.json file not found")
+        cfg = load_json(str(cfg_path))
+        if not isinstance(cfg, dict):
+            raise InputError(str(cfg_path), "", "...", "a config.json must be a JSON object")
+        name = ref.name or cfg_path.resolve().parent.name
+        return architecture_from_config(
+            cfg, name=name, hf_repo=ref.hf_repo, declared_params_B=ref.declared_params_B, file=str(cfg_path)
+        )
+    return architecture_of(ref, file=file)
+
+
+def card_json(name: str, kind: str) -> str:
+    """The raw text of a card (for `--show-card` style output and tests)."""
+    return json.dumps(load_json(str(_card_files(kind)[name])), indent=2)

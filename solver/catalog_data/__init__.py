@@ -1,0 +1,1 @@
+"""Packaged copies of models/llm and models/gpu (mapped in pyproject.toml)."""

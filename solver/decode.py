@@ -1,0 +1,21 @@
+"""CP-SAT solution -> :class:`~solver.verify.Placement`."""
+
+from __future__ import annotations
+
+from ortools.sat.python import cp_model
+
+from .model import BuiltModel
+from .verify import Placement
+
+
+def decode(built: BuiltModel, solver: cp_model.CpSolver) -> Placement:
+    """Read the chosen option and the layers on each stage from a solved model."""
+    chosen = [o for o, lit in zip(built.options, built.opt, strict=True) if solver.boolean_value(lit)]
+    if len(chosen) != 1:
+        raise AssertionError(f"the solution selects {len(chosen)} options; the model requires exactly one")
+    opt = chosen[0]
+    stages = [solver.value(v) for v in built.stage]
+    layers = tuple(stages.count(s) for s in range(opt.cfg.pp))
+    if sum(layers) != len(stages):
+        raise AssertionError(f"layers placed beyond stage {opt.cfg.pp - 1}: {stages}")
+    return Placement(opt.cfg, opt.batch, layers)

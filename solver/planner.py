@@ -1,0 +1,298 @@
+"""Solve a problem: options -> CP-SAT (primary objective, then lexicographic tie-breaks) -> decode -> verify."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from .decode import decode
+from .model import BuiltModel, build_model
+from .options import NS_PER_S, PS_PER_S, Option, enumerate_options
+from .physics import even_split, stage_counts
+from .problem import Problem
+from .verify import Evaluation, Placement, evaluate
+
+# Objective -> the lexicographic chain of model quantities to minimise after the primary
+# ("-gpus" maximises GPUs used: at equal throughput per GPU, more replicas serve more in total).
+# The primary of the throughput objective is GPU-picoseconds per output token (its inverse is
+# tokens/s per GPU). Every chain ends with the canonical option rank and the split key.
+OBJECTIVE_VARS = {
+    "max_throughput_per_gpu": ("z", "-gpus", "cycle"),
+    "min_tpot": ("cycle", "z", "-gpus"),
+    "min_ttft": ("ttft", "z", "-gpus"),
+    "min_gpus": ("gpus", "z", "cycle"),
+}
+OBJECTIVE_UNITS = {
+    "max_throughput_per_gpu": "output tokens/s per GPU",
+    "min_tpot": "ms TPOT",
+    "min_ttft": "ms TTFT",
+    "min_gpus": "GPUs",
+}
+
+
+class VerificationError(AssertionError):
+    """A decoded plan failed the solver-independent check: a bug, never a result."""
+
+
+@dataclass(frozen=True)
+class SolveParams:
+    """CP-SAT parameters (defaults are deterministic: one worker, fixed seed)."""
+
+    time_limit_s: float = 60.0
+    workers: int = 1
+    seed: int = 0
+    deterministic_time: float | None = None  # regression runs: a limit in CP-SAT's deterministic units
+
+
+@dataclass
+class PlanResult:
+    """What a solve returns."""
+
+    status: str  # optimal | feasible | infeasible | unknown
+    placement: Placement | None = None
+    evaluation: Evaluation | None = None
+    objective: float | None = None  # in OBJECTIVE_UNITS
+    bound: float | None = None
+    gap: float | None = None
+    time_s: float = 0.0
+    phases: list[dict] = field(default_factory=list)
+    options_considered: int = 0
+    options_in_model: int = 0
+    binding: list[str] = field(default_factory=list)
+
+
+def objective_value(objective: str, raw: float) -> float:
+    """Convert an integer model objective to its user unit."""
+    if objective == "max_throughput_per_gpu":
+        return PS_PER_S / raw if raw > 0 else float("inf")
+    if objective == "min_tpot":
+        return raw  # converted by the caller (needs output tokens)
+    if objective == "min_ttft":
+        return raw / NS_PER_S * 1e3
+    return raw
+
+
+def exact_objective(problem: Problem, ev: Evaluation) -> float:
+    """The objective of an evaluated plan in user units, from the physics (not the solver)."""
+    m = ev.metrics
+    return {
+        "max_throughput_per_gpu": m.output_tokens_per_s_per_gpu,
+        "min_tpot": m.tpot_ms,
+        "min_ttft": m.ttft_ms,
+        "min_gpus": float(m.gpus),
+    }[problem.instance.objective]
+
+
+def _user_value(problem: Problem, raw: float) -> float:
+    obj = problem.instance.objective
+    if obj == "min_tpot":
+        return raw / NS_PER_S * 1e3 / problem.instance.workload.output_tokens
+    return objective_value(obj, raw)
+
+
+def _params(p: SolveParams, time_limit: float) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.01, time_limit)
+    solver.parameters.num_workers = p.workers
+    solver.parameters.random_seed = p.seed
+    if p.deterministic_time is not None:
+        solver.parameters.max_deterministic_time = p.deterministic_time
+    return solver
+
+
+def best_even_split(problem: Problem, options: list[Option]) -> tuple[Option, list[int], int] | None:
+    """The grid-search answer: the best option under the engine's even split, scored by the same tables.
+
+    Returns (option, split, primary objective in model units) or None when no even split is feasible.
+    """
+    from .model import _cycle_bounds_ns  # the same bounds the model enforces
+    from .options import capacity_MiB
+
+    obj_name = OBJECTIVE_VARS[problem.instance.objective][0]
+    kinds = problem.arch.layer_kinds()
+    cap = capacity_MiB(problem)
+    slo = problem.instance.slo
+    best = None
+    for o in options:
+        if problem.pins.layers_per_stage is not None:
+            split = list(problem.pins.layers_per_stage)
+            if len(split) != o.cfg.pp:
+                continue
+        else:
+            split = even_split(problem.arch.layers, o.cfg.pp)
+        vals = evaluate_int(o, stage_counts(kinds, split))
+        if any(v["mem"] > cap for v in vals):
+            continue
+        bounds = _cycle_bounds_ns(problem, o)
+        if any(v["cycle"] > b for v in vals for b in bounds.values()):
+            continue
+        if slo.ttft_ms is not None and max(v["ttft"] for v in vals) > int(slo.ttft_ms * 1e-3 * NS_PER_S):
+            continue
+        score = o.cfg.gpus if obj_name == "gpus" else max(v[obj_name] for v in vals)
+        key = (score, o.index)
+        if best is None or key < best[0]:
+            best = (key, o, split)
+    if best is None:
+        return None
+    return best[1], best[2], best[0][0]
+
+
+def option_lower_bound(problem: Problem, o: Option, name: str) -> int:
+    """A lower bound of objective ``name`` for option ``o`` over every split.
+
+    The bottleneck stage is at least the mean over stages (perfect balance) and at least each
+    stage's split-independent constant; for TTFT the same holds for the decode term.
+    """
+    if name == "gpus":
+        return o.cfg.gpus
+    table = {"z": "zcost_ps", "cycle": "cycle_ns", "ttft": "dec_ns"}[name]
+    kinds = problem.arch.layer_kinds()
+    per_layer, _ = getattr(o.stages[0], table)  # per-layer coefficients are the same on every stage
+    layer_sum = sum(per_layer[k] * kinds.count(k) for k in per_layer)
+    consts = [getattr(st, table)[1] for st in o.stages]
+    pp = o.cfg.pp
+    lb = max(-(-(layer_sum + sum(consts)) // pp), max(consts))
+    if name == "ttft":
+        return o.ttft_const_ns + pp * lb
+    return lb
+
+
+def evaluate_int(o: Option, counts: list[dict[str, int]]) -> list[dict[str, int]]:
+    """The integer tables of option ``o`` evaluated on a split (brute force and hints use this)."""
+    out = []
+    for s, c in enumerate(counts):
+        st = o.stages[s]
+
+        def ev(table: tuple[dict[str, int], int], c=c) -> int:
+            per, const = table
+            return sum(per[k] * c.get(k, 0) for k in per) + const
+
+        dec = ev(st.dec_ns)
+        out.append({"mem": ev(st.mem_MiB), "cycle": ev(st.cycle_ns), "z": ev(st.zcost_ps),
+                    "ttft": o.ttft_const_ns + o.cfg.pp * dec})
+    return out
+
+
+def _hint(built: BuiltModel, opt: Option, split: list[int]) -> None:
+    m = built.model
+    m.clear_hints()
+    for o, lit in zip(built.options, built.opt, strict=True):
+        m.add_hint(lit, o.index == opt.index)
+    stage_of = [s for s, n in enumerate(split) for _ in range(n)]
+    for l, st in enumerate(stage_of):
+        m.add_hint(built.stage[l], st)
+        for s in range(built.max_pp):
+            m.add_hint(built.x[l][s], s == st)
+    for s in range(built.max_pp):
+        m.add_hint(built.used[s], s < len(split))
+
+
+def _status_name(code: int) -> str:
+    return {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible", cp_model.INFEASIBLE: "infeasible",
+            cp_model.MODEL_INVALID: "invalid"}.get(code, "unknown")
+
+
+def plan(problem: Problem, params: SolveParams | None = None) -> PlanResult:
+    """Find the best placement, proven optimal when the time allows, and verify it."""
+    params = params or SolveParams()
+    t0 = time.perf_counter()
+    options = enumerate_options(problem)
+    result = PlanResult(status="infeasible", options_considered=len(options))
+    if not options:
+        result.time_s = time.perf_counter() - t0
+        return result
+    primary, *tie_breaks = OBJECTIVE_VARS[problem.instance.objective]
+    hint = best_even_split(problem, options)
+    if hint is not None:
+        # Sound pruning: an option whose optimistic bound is worse than a known plan can neither
+        # win nor tie, so it cannot change the optimum or the tie-breaks.
+        incumbent = hint[2]
+        options = [o for o in options if option_lower_bound(problem, o, primary) <= incumbent]
+    result.options_in_model = len(options)
+    built = build_model(problem, options)
+    invalid = built.model.validate()
+    if invalid:
+        raise AssertionError(f"CP-SAT model invalid: {invalid}")
+    if hint is not None:
+        _hint(built, hint[0], hint[1])
+    m = built.model
+    pvar = built.objectives[primary]
+    m.minimize(pvar)
+    solver = _params(params, params.time_limit_s)
+    code = solver.solve(m)
+    status = _status_name(code)
+    result.phases.append({"phase": "primary", "status": status, "wall_s": solver.wall_time})
+    if status in ("infeasible", "unknown", "invalid"):
+        result.status = "infeasible" if status == "infeasible" else "unknown"
+        result.time_s = time.perf_counter() - t0
+        return result
+    best_raw = solver.objective_value
+    bound_raw = solver.best_objective_bound
+    proven = status == "optimal"
+    placement = decode(built, solver)
+    if proven:
+        # Lexicographic tie-breaks, each with the previous levels fixed (DESIGN rule 5).
+        m.add(pvar <= int(round(best_raw)))
+        chain = [(t, -built.objectives[t[1:]] if t.startswith("-") else built.objectives[t]) for t in tie_breaks]
+        for name, expr in [*chain, ("rank", built.rank), ("split", built.split_key)]:
+            remaining = params.time_limit_s - (time.perf_counter() - t0)
+            if remaining <= 0.05:
+                break
+            _hint_from(built, solver)
+            m.minimize(expr)
+            s2 = _params(params, remaining)
+            code2 = s2.solve(m)
+            st2 = _status_name(code2)
+            result.phases.append({"phase": name, "status": st2, "wall_s": s2.wall_time})
+            if st2 not in ("optimal", "feasible"):
+                break
+            placement = decode(built, s2)
+            solver = s2
+            m.add(expr <= int(round(s2.objective_value)))
+            if st2 != "optimal":
+                break
+    ev = evaluate(problem, placement)
+    if not ev.feasible:
+        failed = "; ".join(r.statement for r in ev.failed())
+        raise VerificationError(f"decoded plan {placement} fails verification: {failed}")
+    exact = exact_objective(problem, ev)
+    model_value = _user_value(problem, best_raw)
+    if problem.instance.objective != "min_gpus" and abs(exact - model_value) > 0.01 * abs(exact) + 1e-9:
+        raise VerificationError(
+            f"CP-SAT objective {model_value} and exact evaluation {exact} differ beyond integer rounding")
+    result.status = "optimal" if proven else "feasible"
+    result.placement = placement
+    result.evaluation = ev
+    result.objective = exact
+    result.bound = _user_value(problem, bound_raw)
+    if result.objective and result.bound is not None:
+        result.gap = abs(result.objective - result.bound) / abs(result.objective)
+    result.binding = binding_rules(ev)
+    result.time_s = time.perf_counter() - t0
+    return result
+
+
+def _hint_from(built: BuiltModel, solver: cp_model.CpSolver) -> None:
+    m = built.model
+    m.clear_hints()
+    for lit in built.opt:
+        m.add_hint(lit, solver.boolean_value(lit))
+    for l, row in enumerate(built.x):
+        m.add_hint(built.stage[l], solver.value(built.stage[l]))
+        for v in row:
+            m.add_hint(v, solver.boolean_value(v))
+    for v in built.used:
+        m.add_hint(v, solver.boolean_value(v))
+
+
+def binding_rules(ev: Evaluation, within: float = 0.05) -> list[str]:
+    """Requirements with a numeric limit within ``within`` (relative) of being violated."""
+    out = []
+    for r in ev.requirements:
+        if r.slack is None or not isinstance(r.limit, int | float) or not r.limit:
+            continue
+        if r.passed and abs(r.slack) <= within * abs(r.limit):
+            out.append(r.rule)
+    return out

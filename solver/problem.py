@@ -1,0 +1,167 @@
+"""From a validated instance to a resolved problem: cards looked up, defaults stated, cross-checks done.
+
+Defaults that the program fills in are recorded in :attr:`Problem.defaults` so the report can state
+them: nothing a user gave is changed, and nothing is assumed silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .catalog import Architecture, resolve_gpu, resolve_model
+from .errors import InputError, from_validation_error, load_json
+from .physics import Context, Hardware, efficiency_for, param_counts
+from .schema import Instance, StrategyPins
+
+# A card whose declared parameter count and architecture disagree by more than this is rejected:
+# the difference means a wrong field (hidden size, layers, experts), not rounding.
+PARAM_CONSISTENCY_TOLERANCE = 0.03
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Degrees the solver may choose from."""
+
+    tp: tuple[int, ...]
+    pp: tuple[int, ...]
+    dp: tuple[int, ...]
+    ep: tuple[int, ...]
+    uneven_layers: bool
+    engine: str
+
+
+@dataclass
+class Problem:
+    """Everything a solve needs, resolved."""
+
+    instance: Instance
+    file: str | None
+    ctx: Context
+    search: SearchSpace
+    pins: StrategyPins
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def arch(self) -> Architecture:
+        return self.ctx.arch
+
+    @property
+    def name(self) -> str:
+        return self.instance.name
+
+
+def _powers_of_two(limit: int) -> tuple[int, ...]:
+    out, v = [], 1
+    while v <= limit:
+        out.append(v)
+        v *= 2
+    return tuple(out)
+
+
+def _default_search(inst: Instance, arch: Architecture, total_gpus: int) -> tuple[SearchSpace, dict[str, Any]]:
+    s = inst.search
+    cl = inst.cluster
+    defaults: dict[str, Any] = {}
+    # Defaults reach past the cluster (up to 8-way) so that a proof can say "this needs N GPUs".
+    tp = tuple(s.tp) if s.tp else _powers_of_two(max(8, cl.gpus_per_node))
+    pp = tuple(s.pp) if s.pp else tuple(p for p in _powers_of_two(max(8, total_gpus)) if p <= arch.layers)
+    dp = tuple(s.dp) if s.dp else _powers_of_two(max(1, total_gpus))
+    if s.ep:
+        ep = tuple(s.ep)
+    elif arch.is_moe:
+        ep = tuple(e for e in _powers_of_two(max(tp)) if arch.experts % e == 0)
+    else:
+        ep = (1,)
+    for key, val, given in (("tp", tp, s.tp), ("pp", pp, s.pp), ("dp", dp, s.dp), ("ep", ep, s.ep)):
+        if not given:
+            defaults[f"search.{key}"] = list(val)
+    return SearchSpace(tuple(sorted(tp)), tuple(sorted(pp)), tuple(sorted(dp)), tuple(sorted(ep)),
+                       s.uneven_layers, s.engine), defaults
+
+
+def _check_consistency(inst: Instance, arch: Architecture, file: str | None) -> None:
+    declared = arch.declared_params_B
+    if declared is None:
+        return
+    actual = param_counts(arch).total / 1e9
+    if abs(actual - declared) / declared > PARAM_CONSISTENCY_TOLERANCE:
+        path = "model.declared_params_B" if not isinstance(inst.model, str) else "model"
+        raise InputError(
+            file,
+            path,
+            declared,
+            f"declares {declared:g} B parameters but its architecture implies {actual:.3f} B "
+            f"({(actual - declared) / declared:+.1%}, tolerance {PARAM_CONSISTENCY_TOLERANCE:.0%}); "
+            "check hidden_size, num_hidden_layers, intermediate_size and the expert fields",
+        )
+
+
+def _check_search(inst: Instance, arch: Architecture, space: SearchSpace, file: str | None) -> None:
+    for i, tp in enumerate(space.tp if inst.search.tp else ()):
+        if arch.heads % tp:
+            raise InputError(file, f"search.tp[{inst.search.tp.index(tp)}]", tp,
+                             f"a TP degree must divide the {arch.heads} attention heads; "
+                             f"accepted: {[d for d in range(1, arch.heads + 1) if arch.heads % d == 0 and d <= 64]}")
+        del i
+    if inst.search.ep and not arch.is_moe and any(e > 1 for e in inst.search.ep):
+        raise InputError(file, "search.ep", inst.search.ep, f"{arch.name} is dense; expert parallelism needs an MoE model")
+    pins = inst.strategy
+    if pins.layers_per_stage is not None and sum(pins.layers_per_stage) != arch.layers:
+        raise InputError(file, "strategy.layers_per_stage", pins.layers_per_stage,
+                         f"must sum to the model's {arch.layers} decoder layers (sums to {sum(pins.layers_per_stage)})")
+    if pins.ep is not None and pins.ep > 1 and not arch.is_moe:
+        raise InputError(file, "strategy.ep", pins.ep, f"{arch.name} is dense; only ep = 1 applies")
+
+
+def build_problem(inst: Instance, file: str | None = None) -> Problem:
+    """Resolve cards, apply stated defaults and run the cross-field checks."""
+    base_dir = Path(file).resolve().parent if file else None
+    arch = resolve_model(inst.model, file=file, base_dir=base_dir)
+    gpu = resolve_gpu(inst.cluster.gpu, file=file)
+    cl = inst.cluster
+    hw = Hardware(
+        gpu=gpu,
+        gpus_per_node=cl.gpus_per_node,
+        nodes=cl.nodes,
+        intra=cl.intra_node or gpu.intra_node,
+        inter=cl.inter_node or gpu.inter_node,
+    )
+    ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=efficiency_for(gpu, inst.cost_model))
+    _check_consistency(inst, arch, file)
+    space, defaults = _default_search(inst, arch, hw.total_gpus)
+    _check_search(inst, arch, space, file)
+    if inst.workload.max_model_len is None:
+        defaults["workload.max_model_len"] = inst.workload.model_len
+    if inst.limits.runtime_overhead_GiB is None:
+        defaults["limits.runtime_overhead_GiB"] = "0.75 GiB, +0.5 GiB when the GPU communicates"
+    e = ctx.eff
+    defaults["cost_model"] = {
+        "family": gpu.family,
+        "compute_efficiency": e.compute,
+        "memory_efficiency": e.memory,
+        "moe_compute_efficiency": e.moe_compute,
+        "link_efficiency": e.link,
+        "step_overhead_us": round(e.step_overhead_s * 1e6, 3),
+    }
+    return Problem(instance=inst, file=file, ctx=ctx, search=space, pins=inst.strategy, defaults=defaults)
+
+
+def parse_instance(data: Any, file: str | None = None) -> Instance:
+    """Validate instance data, raising :class:`InputError` with the JSON path on failure."""
+    if not isinstance(data, dict):
+        raise InputError(file, "", data, "an instance must be a JSON object")
+    try:
+        return Instance.model_validate(data)
+    except ValidationError as err:
+        raise from_validation_error(err, Instance, file) from None
+
+
+def load_problem(path: str) -> Problem:
+    """Read, validate and resolve an instance file."""
+    data = load_json(path)
+    inst = parse_instance(data, path)
+    return build_problem(inst, path)

@@ -1,0 +1,326 @@
+"""Input models: what a user writes in an instance JSON file.
+
+Every field carries a description; the README's format section is written from them. Models forbid
+unknown keys so that a typo is an error naming the field instead of a silently ignored setting.
+Cross-field checks that need the catalogs (model names, head divisibility, parameter consistency)
+live in :mod:`solver.problem`, which turns a validated :class:`Instance` into a resolved problem.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
+KvDtype = Literal["bf16", "fp16", "fp8"]
+ObjectiveName = Literal["max_throughput_per_gpu", "min_gpus", "min_tpot", "min_ttft"]
+EngineName = Literal["vllm", "sglang", "trtllm"]
+GpuFamily = Literal["hopper", "blackwell", "ampere", "ada", "turing", "cdna3"]
+
+WEIGHT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
+KV_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8")
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalog cards
+# ---------------------------------------------------------------------------------------------
+
+
+class ModelCard(Strict):
+    """An LLM architecture: Hugging Face config.json fields plus provenance."""
+
+    name: str = Field(description="Catalog name, e.g. 'llama3-70b-instruct'.")
+    description: str = Field("", description="Free text: what the model is.")
+    hf_repo: str | None = Field(None, description="Hugging Face repo id, used in launch commands.")
+    source: str | None = Field(None, description="Where the config fields were read.")
+    declared_params_B: float | None = Field(
+        None, gt=0, description="Published total parameter count in billions; checked against the architecture (3%)."
+    )
+    declared_params_source: str | None = Field(None, description="Where the declared count is published.")
+    declared_active_params_B: float | None = Field(
+        None, gt=0, description="Published parameters active per token (MoE), in billions."
+    )
+    config: dict[str, Any] = Field(description="Hugging Face config.json fields (architectures, hidden_size, ...).")
+
+
+class LinkSpec(Strict):
+    """A GPU-to-GPU link: per-GPU, per-direction bandwidth and a per-message latency."""
+
+    kind: str = Field("custom", description="nvlink, pcie, xgmi, infiniband, ethernet or custom (informational).")
+    bandwidth_GBps: float = Field(gt=0, description="Per-GPU, per-direction bandwidth in GB/s (1e9 bytes/s).")
+    latency_us: float = Field(ge=0, description="Latency per message (collective call or send) in microseconds.")
+
+
+class DenseTflops(Strict):
+    """Dense (no sparsity) tensor-core peak per dtype, TFLOP/s; null where not supported natively."""
+
+    fp32: float | None = Field(None, ge=0, description="FP32 (or TF32 tensor) peak; informational.")
+    fp16: float | None = Field(None, gt=0, description="FP16 tensor-core peak.")
+    bf16: float | None = Field(None, gt=0, description="BF16 tensor-core peak; null on GPUs without BF16 (T4).")
+    fp8: float | None = Field(None, gt=0, description="FP8 tensor-core peak; null before Hopper/Ada/CDNA3.")
+    int8: float | None = Field(None, gt=0, description="INT8 tensor-core peak (TOPS).")
+    fp4: float | None = Field(None, gt=0, description="FP4 tensor-core peak; Blackwell only.")
+
+
+class GpuCard(Strict):
+    """An accelerator: memory, compute, bandwidth, links, and a source per figure."""
+
+    name: str = Field(description="Catalog name, e.g. 'h100-sxm-80gb'.")
+    description: str = Field("", description="Free text.")
+    vendor: str = Field("nvidia", description="nvidia or amd.")
+    family: GpuFamily = Field(description="Architecture family; selects the default efficiency factors.")
+    memory_GiB: float = Field(gt=0, description="Device memory the driver reports, in GiB (2^30 bytes).")
+    dense_TFLOPS: DenseTflops = Field(description="Dense peak per dtype.")
+    hbm_TBps: float = Field(gt=0, description="Memory bandwidth in TB/s (1e12 bytes/s).")
+    intra_node: LinkSpec = Field(description="Link between GPUs of one node.")
+    inter_node: LinkSpec = Field(description="Default network between nodes, per GPU.")
+    sources: dict[str, str] = Field(default_factory=dict, description="Source of each figure group.")
+
+    @model_validator(mode="after")
+    def _has_16bit(self) -> GpuCard:
+        if self.dense_TFLOPS.fp16 is None and self.dense_TFLOPS.bf16 is None:
+            raise ValueError("dense_TFLOPS needs at least one of fp16 / bf16 (the 16-bit compute peak)")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Instance
+# ---------------------------------------------------------------------------------------------
+
+
+class HfConfigRef(Strict):
+    """A model given by a local Hugging Face config.json."""
+
+    hf_config: str = Field(description="Path to config.json, relative to the instance file.")
+    name: str | None = Field(None, description="Display name; defaults to the file's folder name.")
+    hf_repo: str | None = Field(None, description="Repo id for launch commands.")
+    declared_params_B: float | None = Field(None, gt=0, description="Published total, checked against the architecture.")
+
+
+def _name_or_inline(v: Any) -> str:
+    # A callable discriminator makes pydantic report errors of the one branch the data meant,
+    # instead of one error per union member.
+    return "inline" if isinstance(v, dict | BaseModel) else "name"
+
+
+def _model_kind(v: Any) -> str:
+    if isinstance(v, HfConfigRef) or (isinstance(v, dict) and "hf_config" in v):
+        return "hf_config"
+    return _name_or_inline(v)
+
+
+class ClusterSpec(Strict):
+    """The GPUs available: one type, identical nodes."""
+
+    gpu: Annotated[
+        Annotated[str, Tag("name")] | Annotated[GpuCard, Tag("inline")], Discriminator(_name_or_inline)
+    ] = Field(description="GPU card name from models/gpu/ or an inline card object.")
+    gpus_per_node: int = Field(8, gt=0, description="GPUs in each node.")
+    nodes: int = Field(1, gt=0, description="Number of nodes.")
+    intra_node: LinkSpec | None = Field(None, description="Override of the GPU card's intra-node link.")
+    inter_node: LinkSpec | None = Field(None, description="Override of the GPU card's network link.")
+
+
+class PrecisionSpec(Strict):
+    """Precisions the solver may choose among."""
+
+    weights: list[WeightDtype] = Field(
+        default_factory=lambda: ["bf16"],
+        min_length=1,
+        description="Weight precisions allowed: bf16, fp16, fp8 (W8A8), int8 (W8A8), int4 (weight-only, 16-bit compute), fp4.",
+    )
+    kv_cache: list[KvDtype] = Field(
+        default_factory=lambda: ["bf16"], min_length=1, description="KV-cache precisions allowed: bf16, fp16, fp8."
+    )
+
+    @field_validator("weights", "kv_cache")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate entries in {v}")
+        return v
+
+
+class WorkloadSpec(Strict):
+    """What is served: sequence lengths and load (exactly one of request_rate, concurrency, offline)."""
+
+    input_tokens: int = Field(gt=0, description="Prompt tokens per request.")
+    output_tokens: int = Field(gt=0, description="Generated tokens per request.")
+    max_model_len: int | None = Field(
+        None, gt=0, description="Longest sequence the engine must accept (--max-model-len); default input+output."
+    )
+    request_rate: float | None = Field(None, gt=0, description="Arrivals per second over the whole deployment.")
+    concurrency: int | None = Field(None, gt=0, description="Sequences in flight over the whole deployment.")
+    offline: bool | None = Field(None, description="true: all requests queued, the engine batches as many as fit.")
+
+    @model_validator(mode="after")
+    def _one_load(self) -> WorkloadSpec:
+        given = [k for k in ("request_rate", "concurrency") if getattr(self, k) is not None]
+        if self.offline:
+            given.append("offline")
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of request_rate (req/s), concurrency (sequences in flight) or offline: true; "
+                f"got {given or 'none'}"
+            )
+        if self.max_model_len is not None and self.input_tokens + self.output_tokens > self.max_model_len:
+            raise ValueError(
+                f"input_tokens + output_tokens = {self.input_tokens + self.output_tokens} exceeds max_model_len = "
+                f"{self.max_model_len}; raise max_model_len or shorten the sequences"
+            )
+        return self
+
+    @property
+    def mode(self) -> Literal["request_rate", "concurrency", "offline"]:
+        """Which load description is in force."""
+        if self.request_rate is not None:
+            return "request_rate"
+        if self.concurrency is not None:
+            return "concurrency"
+        return "offline"
+
+    @property
+    def model_len(self) -> int:
+        """The engine's max model length (stated default: input + output)."""
+        return self.max_model_len or (self.input_tokens + self.output_tokens)
+
+
+class SloSpec(Strict):
+    """Service targets; every key optional."""
+
+    ttft_ms: float | None = Field(None, gt=0, description="Time to first token, upper bound (ms).")
+    tpot_ms: float | None = Field(None, gt=0, description="Time per output token, upper bound (ms).")
+    min_request_rate: float | None = Field(None, gt=0, description="Sustainable requests/s, lower bound.")
+    min_output_tokens_per_s: float | None = Field(None, gt=0, description="Total output tokens/s, lower bound.")
+    min_output_tokens_per_s_per_gpu: float | None = Field(
+        None, gt=0, description="Output tokens/s per GPU used, lower bound."
+    )
+
+
+class LimitsSpec(Strict):
+    """Engine-style limits and headroom."""
+
+    memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Fraction of GPU memory the engine may use (vLLM --gpu-memory-utilization)."
+    )
+    max_num_seqs: int = Field(256, gt=0, description="Engine cap on sequences per replica (vLLM default 256).")
+    max_num_batched_tokens: int = Field(
+        8192, gt=0, description="Tokens per engine step; sizes the activation workspace (vLLM default 8192)."
+    )
+    runtime_overhead_GiB: float | None = Field(
+        None, ge=0, description="Per-GPU CUDA context, graphs and comm buffers; default from the cost model."
+    )
+
+
+class CostModelSpec(Strict):
+    """Overrides of the cost model's named efficiency factors (defaults per GPU family)."""
+
+    compute_efficiency: float | None = Field(None, gt=0, le=1, description="Achieved / peak dense GEMM FLOP/s.")
+    memory_efficiency: float | None = Field(None, gt=0, le=1, description="Achieved / peak HBM bandwidth.")
+    moe_compute_efficiency: float | None = Field(
+        None, gt=0, le=1, description="Expert-GEMM efficiency relative to dense GEMMs."
+    )
+    link_efficiency: float | None = Field(None, gt=0, le=1, description="Achieved / nominal link bandwidth.")
+    step_overhead_us: float | None = Field(None, ge=0, description="Fixed time per engine step per stage (us).")
+
+
+class SearchSpec(Strict):
+    """The space of strategies the solver may choose from; defaults derive from the cluster."""
+
+    tp: list[int] | None = Field(None, min_length=1, description="Tensor-parallel degrees; default 1,2,4,8 up to a node.")
+    pp: list[int] | None = Field(None, min_length=1, description="Pipeline-parallel degrees; default powers of 2.")
+    dp: list[int] | None = Field(None, min_length=1, description="Data-parallel replicas; default powers of 2.")
+    ep: list[int] | None = Field(None, min_length=1, description="Expert-parallel degrees (MoE); default divisors of TP.")
+    uneven_layers: bool = Field(True, description="Allow uneven layers per pipeline stage.")
+    engine: EngineName = Field("vllm", description="Serving engine whose rules and launch flags apply.")
+
+    @field_validator("tp", "pp", "dp", "ep")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            bad = [x for x in v if x <= 0]
+            if bad:
+                raise ValueError(f"degrees must be positive integers; got {bad}")
+            if len(set(v)) != len(v):
+                raise ValueError(f"duplicate degrees in {v}")
+        return v
+
+
+class StrategyPins(Strict):
+    """A proposed strategy, whole or partial: each given field is pinned."""
+
+    tp: int | None = Field(None, gt=0, description="Tensor-parallel degree.")
+    pp: int | None = Field(None, gt=0, description="Pipeline stages.")
+    dp: int | None = Field(None, gt=0, description="Data-parallel replicas.")
+    ep: int | None = Field(None, gt=0, description="Expert-parallel degree.")
+    weights: WeightDtype | None = Field(None, description="Weight precision.")
+    kv_cache: KvDtype | None = Field(None, description="KV-cache precision.")
+    layers_per_stage: list[int] | None = Field(None, min_length=1, description="Decoder layers on each stage.")
+    max_num_seqs: int | None = Field(None, gt=0, description="Sequences per replica the engine batches.")
+
+    @field_validator("layers_per_stage")
+    @classmethod
+    def _positive_layers(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and any(x <= 0 for x in v):
+            raise ValueError(f"every stage needs at least one layer; got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _pp_matches(self) -> StrategyPins:
+        if self.layers_per_stage is not None and self.pp is not None and len(self.layers_per_stage) != self.pp:
+            raise ValueError(f"layers_per_stage has {len(self.layers_per_stage)} stages but pp = {self.pp}")
+        return self
+
+    def is_empty(self) -> bool:
+        """True when nothing is pinned."""
+        return all(v is None for v in self.model_dump().values())
+
+
+class ExpectSpec(Strict):
+    """A recorded verdict, for batch regression."""
+
+    status: Literal["optimal", "feasible", "infeasible", "unknown"] = Field(description="Expected status.")
+    strategy: dict[str, Any] | None = Field(None, description="Expected strategy fields (tp, pp, dp, ep, precisions).")
+    layers_per_stage: list[int] | None = Field(None, description="Expected split.")
+    objective: float | None = Field(None, description="Expected objective value (in the objective's own unit).")
+    metrics: dict[str, float] | None = Field(None, description="Expected key metrics.")
+    rel_tol: float = Field(0.01, ge=0, description="Relative tolerance on objective and metrics.")
+    conflict_rules: list[str] | None = Field(None, description="Expected rule families of an infeasibility proof.")
+
+
+class Instance(Strict):
+    """One planning problem."""
+
+    name: str = Field(description="Free text: what this instance is.")
+    description: str = Field("", description="Where the numbers come from and what the instance checks.")
+    model: Annotated[
+        Annotated[str, Tag("name")] | Annotated[ModelCard, Tag("inline")] | Annotated[HfConfigRef, Tag("hf_config")],
+        Discriminator(_model_kind),
+    ] = Field(
+        description="Model card name, an inline card, or {'hf_config': 'path/config.json'}."
+    )
+    cluster: ClusterSpec = Field(description="The GPUs.")
+    precision: PrecisionSpec = Field(default_factory=PrecisionSpec, description="Allowed precisions.")
+    workload: WorkloadSpec = Field(description="Sequence lengths and load.")
+    slo: SloSpec = Field(default_factory=SloSpec, description="Service targets.")
+    limits: LimitsSpec = Field(default_factory=LimitsSpec, description="Engine limits and headroom.")
+    cost_model: CostModelSpec = Field(default_factory=CostModelSpec, description="Efficiency overrides.")
+    search: SearchSpec = Field(default_factory=SearchSpec, description="Strategy search space.")
+    objective: ObjectiveName = Field("max_throughput_per_gpu", description="What to optimise.")
+    strategy: StrategyPins = Field(default_factory=StrategyPins, description="Pinned strategy fields.")
+    expect: ExpectSpec | None = Field(None, description="Recorded verdict for regression runs.")

@@ -1,0 +1,287 @@
+"""Solver-independent verification: any placement against every rule, with the exact physics.
+
+This module and :mod:`solver.physics` are the specification CP-SAT must agree with; neither imports
+ortools. A plan from the solver that fails here is a bug, never a result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .physics import (
+    Config,
+    GiB,
+    Metrics,
+    even_split,
+    kv_bytes_per_token_layer,
+    peak_tflops,
+    serving_metrics,
+    stage_coefficients,
+    stage_counts,
+)
+from .problem import Problem
+from .schema import WEIGHT_DTYPES
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A whole plan: configuration, sequences per replica, decoder layers per stage."""
+
+    cfg: Config
+    batch: int
+    layers_per_stage: tuple[int, ...]
+
+    def strategy(self) -> dict:
+        c = self.cfg
+        return {"tp": c.tp, "pp": c.pp, "dp": c.dp, "ep": c.ep, "weights": c.weights, "kv_cache": c.kv_cache,
+                "max_num_seqs": self.batch}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One rule checked against a placement: its value, limit, slack and verdict."""
+
+    rule: str
+    statement: str
+    value: float | str
+    limit: float | str
+    unit: str
+    passed: bool
+    slack: float | None = None  # limit - value for an upper bound, value - limit for a lower bound
+
+
+@dataclass
+class StageReport:
+    """Per-GPU memory of one stage (every GPU of a stage holds the same) and its times."""
+
+    index: int
+    layers: tuple[int, int]  # first and last decoder layer (inclusive)
+    memory_GiB: dict[str, float]
+    decode_ms: float
+    prefill_ms: float
+
+
+@dataclass
+class Evaluation:
+    """The verdict on a placement."""
+
+    placement: Placement
+    requirements: list[Requirement]
+    stages: list[StageReport]
+    metrics: Metrics
+    max_concurrency: int
+    capacity_GiB: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def feasible(self) -> bool:
+        return all(r.passed for r in self.requirements)
+
+    def failed(self) -> list[Requirement]:
+        return [r for r in self.requirements if not r.passed]
+
+
+def _upper(rule: str, statement: str, value: float, limit: float, unit: str, tol: float = 1e-9) -> Requirement:
+    return Requirement(rule, statement, value, limit, unit, value <= limit * (1 + tol), limit - value)
+
+
+def _lower(rule: str, statement: str, value: float, limit: float, unit: str, tol: float = 1e-9) -> Requirement:
+    return Requirement(rule, statement, value, limit, unit, value >= limit * (1 - tol), value - limit)
+
+
+def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple[int, ...] | None) -> list[Requirement]:
+    """Rules on the configuration alone, stated with their numbers."""
+    a, hw, inst = problem.arch, problem.ctx.hw, problem.instance
+    gpu = hw.gpu
+    out: list[Requirement] = []
+    out.append(_upper("gpu_count", f"tp x pp x dp = {cfg.tp} x {cfg.pp} x {cfg.dp} = {cfg.gpus} GPUs needed; "
+                      f"the cluster has {hw.total_gpus} ({hw.nodes} node(s) x {hw.gpus_per_node})",
+                      cfg.gpus, hw.total_gpus, "GPUs"))
+    ok = cfg.tp <= hw.gpus_per_node and hw.gpus_per_node % cfg.tp == 0
+    out.append(Requirement("tp_within_node", f"a TP group of {cfg.tp} must sit inside one node of "
+                           f"{hw.gpus_per_node} GPUs (tp divides GPUs per node)", cfg.tp, hw.gpus_per_node,
+                           "GPUs", ok))
+    kv_ok = a.is_mla or a.kv_heads % cfg.tp == 0 or cfg.tp % a.kv_heads == 0
+    ok = a.heads % cfg.tp == 0 and kv_ok
+    kv_txt = "" if a.is_mla else f" and {a.kv_heads} KV heads (split or replicate evenly)"
+    out.append(Requirement("heads_divisible", f"tp = {cfg.tp} must divide {a.heads} attention heads{kv_txt}",
+                           cfg.tp, a.heads, "heads", ok))
+    if a.is_moe:
+        out.append(Requirement("experts_divisible", f"ep = {cfg.ep} must divide {a.experts} routed experts",
+                               cfg.ep, a.experts, "experts", a.experts % cfg.ep == 0))
+    if cfg.ep > 1 or a.is_moe:
+        engine = problem.search.engine
+        ok = cfg.ep == 1 or (a.is_moe and cfg.tp % cfg.ep == 0 and (engine != "vllm" or cfg.ep == cfg.tp))
+        rule = "ep must be 1 or equal tp (vLLM's expert parallelism spans the TP group)" if engine == "vllm" \
+            else "ep must divide tp (experts split over ep groups of tp/ep ranks)"
+        out.append(Requirement("ep_layout", f"ep = {cfg.ep} with tp = {cfg.tp}: {rule}", cfg.ep, cfg.tp, "ranks", ok))
+    out.append(_upper("pp_within_layers", f"pp = {cfg.pp} stages need at least one of {a.layers} layers each",
+                      cfg.pp, a.layers, "stages"))
+    allowed_w = inst.precision.weights
+    out.append(Requirement("weights_allowed", f"weights {cfg.weights} must be among the allowed {allowed_w}",
+                           cfg.weights, ",".join(allowed_w), "", cfg.weights in allowed_w))
+    allowed_kv = inst.precision.kv_cache
+    out.append(Requirement("kv_cache_allowed", f"KV cache {cfg.kv_cache} must be among the allowed {allowed_kv}",
+                           cfg.kv_cache, ",".join(allowed_kv), "", cfg.kv_cache in allowed_kv))
+    from .physics import COMPUTE_DTYPE, kv_dtype_supported, weight_dtype_supported
+
+    cd = COMPUTE_DTYPE[cfg.weights]
+    out.append(Requirement("weights_supported", f"{gpu.name} must compute {cd.upper()} natively for {cfg.weights} "
+                           f"weights (peak {peak_tflops(gpu, cd) or 'none'} TFLOP/s)", cfg.weights, gpu.name, "",
+                           weight_dtype_supported(gpu, cfg.weights)))
+    out.append(Requirement("kv_cache_supported", f"{gpu.name} ({gpu.family}) must support a {cfg.kv_cache} KV cache",
+                           cfg.kv_cache, gpu.family, "", kv_dtype_supported(gpu, cfg.kv_cache)))
+    out.append(_upper("batch_cap", f"max_num_seqs = {batch} sequences per replica within the engine cap "
+                      f"{inst.limits.max_num_seqs} (limits.max_num_seqs)", batch, inst.limits.max_num_seqs, "seqs"))
+    pins = problem.pins
+    for key in ("tp", "pp", "dp", "ep", "weights", "kv_cache", "max_num_seqs"):
+        pinned = getattr(pins, key)
+        if pinned is None:
+            continue
+        value = batch if key == "max_num_seqs" else getattr(cfg, key)
+        out.append(Requirement(f"pin.{key}", f"{key} is pinned to {pinned}", value, pinned, "", value == pinned))
+    if pins.layers_per_stage is not None and layers is not None:
+        out.append(Requirement("pin.layers_per_stage", f"layers per stage pinned to {list(pins.layers_per_stage)}",
+                               "+".join(map(str, layers)), "+".join(map(str, pins.layers_per_stage)), "",
+                               tuple(layers) == tuple(pins.layers_per_stage)))
+    if not problem.search.uneven_layers and layers is not None:
+        even = even_split(a.layers, cfg.pp)
+        out.append(Requirement("search.uneven_layers", f"uneven_layers is false: the split must be {even}",
+                               "+".join(map(str, layers)), "+".join(map(str, even)), "", list(layers) == even))
+    return out
+
+
+def evaluate(problem: Problem, placement: Placement) -> Evaluation:
+    """Check ``placement`` against every rule and predict its metrics, with floats from physics."""
+    ctx, inst = problem.ctx, problem.instance
+    a, cfg, batch = ctx.arch, placement.cfg, placement.batch
+    layers = tuple(placement.layers_per_stage)
+    reqs = static_requirements(problem, cfg, batch, layers)
+    valid_split = len(layers) == cfg.pp and sum(layers) == a.layers and all(n >= 1 for n in layers)
+    if not valid_split:
+        reqs.append(Requirement("layers_cover", f"the split {list(layers)} must give each of {cfg.pp} stages at "
+                                f"least one layer and cover all {a.layers}", sum(layers), a.layers, "layers", False))
+        layers = tuple(even_split(a.layers, cfg.pp)) if cfg.pp <= a.layers else (a.layers,) + (0,) * (cfg.pp - 1)
+    coef = stage_coefficients(ctx, cfg, batch)
+    counts = stage_counts(a.layer_kinds(), list(layers))
+    values = [coef.stage_values(c, s) for s, c in enumerate(counts)]
+    cap = ctx.capacity_bytes
+    cap_GiB = cap / GiB
+    stages: list[StageReport] = []
+    start = 0
+    for s, v in enumerate(values):
+        mem = {k: v[k] / GiB for k in ("weights", "kv_cache", "activations", "overhead")}
+        mem["total"] = v["memory"] / GiB
+        mem["capacity"] = cap_GiB
+        stages.append(StageReport(s, (start, start + layers[s] - 1), mem, v["decode_s"] * 1e3, v["pf_lat_s"] * 1e3))
+        start += layers[s]
+        extras = []
+        if s == 0:
+            extras.append("embedding")
+        if s == cfg.pp - 1:
+            extras.append("LM head")
+        with_extra = f" + {' + '.join(extras)}" if extras else ""
+        reqs.append(_upper(
+            f"mem_cap[stage={s}]",
+            f"stage {s} ({layers[s]} layers{with_extra}) needs {mem['total']:.2f} GiB per GPU: weights "
+            f"{mem['weights']:.2f} + KV cache {mem['kv_cache']:.2f} + activations {mem['activations']:.2f} + overhead "
+            f"{mem['overhead']:.2f}; usable {cap_GiB:.2f} GiB ({ctx.hw.gpu.memory_GiB:g} GiB x "
+            f"{inst.limits.memory_utilization:g})",
+            mem["total"], cap_GiB, "GiB"))
+    metrics = serving_metrics(coef, values, inst.workload)
+    slo, wl = inst.slo, inst.workload
+    if slo.ttft_ms is not None:
+        reqs.append(_upper("slo.ttft_ms", f"TTFT {metrics.ttft_ms:.1f} ms <= {slo.ttft_ms:g} ms", metrics.ttft_ms,
+                           slo.ttft_ms, "ms"))
+    if slo.tpot_ms is not None:
+        reqs.append(_upper("slo.tpot_ms", f"TPOT {metrics.tpot_ms:.2f} ms <= {slo.tpot_ms:g} ms at {batch} "
+                           f"sequences per replica", metrics.tpot_ms, slo.tpot_ms, "ms"))
+    if wl.mode == "request_rate":
+        reqs.append(_lower("workload.request_rate", f"sustainable {metrics.max_request_rate:.2f} req/s >= the "
+                           f"workload's {wl.request_rate:g} req/s", metrics.max_request_rate, wl.request_rate, "req/s"))
+    if slo.min_request_rate is not None:
+        reqs.append(_lower("slo.min_request_rate", f"sustainable {metrics.max_request_rate:.2f} req/s >= "
+                           f"{slo.min_request_rate:g}", metrics.max_request_rate, slo.min_request_rate, "req/s"))
+    if slo.min_output_tokens_per_s is not None:
+        reqs.append(_lower("slo.min_output_tokens_per_s", f"{metrics.output_tokens_per_s:.0f} output tokens/s >= "
+                           f"{slo.min_output_tokens_per_s:g}", metrics.output_tokens_per_s,
+                           slo.min_output_tokens_per_s, "tok/s"))
+    if slo.min_output_tokens_per_s_per_gpu is not None:
+        reqs.append(_lower("slo.min_output_tokens_per_s_per_gpu", f"{metrics.output_tokens_per_s_per_gpu:.0f} output "
+                           f"tokens/s per GPU >= {slo.min_output_tokens_per_s_per_gpu:g}",
+                           metrics.output_tokens_per_s_per_gpu, slo.min_output_tokens_per_s_per_gpu, "tok/s/GPU"))
+    max_conc = _max_concurrency(problem, cfg, layers)
+    return Evaluation(placement, reqs, stages, metrics, max_conc, cap_GiB)
+
+
+def _max_concurrency(problem: Problem, cfg: Config, layers: tuple[int, ...]) -> int:
+    """Sequences of input+output tokens whose KV cache fits the deployment (engine cap applied per replica)."""
+    from .physics import max_batch_that_fits
+
+    fit = max_batch_that_fits(problem.ctx, cfg, list(layers))
+    return min(fit, problem.instance.limits.max_num_seqs) * cfg.dp
+
+
+# ---------------------------------------------------------------------------------------------
+# Completing a partial strategy (for --strategy)
+# ---------------------------------------------------------------------------------------------
+
+
+def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
+    """A whole placement from the pinned fields, with the defaults used for the rest (stated)."""
+    from .physics import max_batch_that_fits
+
+    pins, a, inst = problem.pins, problem.arch, problem.instance
+    filled: dict[str, str] = {}
+    tp = pins.tp or 1
+    pp = pins.pp or (len(pins.layers_per_stage) if pins.layers_per_stage else 1)
+    dp = pins.dp or 1
+    ep = pins.ep or 1
+    for key, val, given in (("tp", tp, pins.tp), ("pp", pp, pins.pp), ("dp", dp, pins.dp), ("ep", ep, pins.ep)):
+        if given is None and not (key == "pp" and pins.layers_per_stage):
+            filled[key] = f"{val} (default)"
+    weights = pins.weights or _widest(inst.precision.weights)
+    kv = pins.kv_cache or _widest(inst.precision.kv_cache)
+    if pins.weights is None:
+        filled["weights"] = f"{weights} (widest allowed precision)"
+    if pins.kv_cache is None:
+        filled["kv_cache"] = f"{kv} (widest allowed precision)"
+    cfg = Config(tp, pp, dp, ep, weights, kv)
+    if pins.layers_per_stage:
+        layers = tuple(pins.layers_per_stage)
+    else:
+        layers = tuple(even_split(a.layers, pp)) if pp <= a.layers else tuple([1] * pp)
+        filled["layers_per_stage"] = f"{'+'.join(map(str, layers))} (the engine's even split)"
+    if pins.max_num_seqs is not None:
+        return Placement(cfg, pins.max_num_seqs, layers), filled
+    wl = inst.workload
+    if wl.mode == "concurrency":
+        batch = math.ceil(wl.concurrency / dp)
+        filled["max_num_seqs"] = f"{batch} (concurrency {wl.concurrency} / dp {dp})"
+        return Placement(cfg, batch, layers), filled
+    fit = max_batch_that_fits(problem.ctx, cfg, list(layers)) if len(layers) == pp and sum(layers) == a.layers else 0
+    top = max(1, min(fit, inst.limits.max_num_seqs))
+    # The largest batch whose requirements all pass; if none does, the largest that fits.
+    from .options import BATCH_LEVELS
+
+    candidates = sorted({b for b in BATCH_LEVELS if b < top} | {top}, reverse=True)
+    for b in candidates:
+        if evaluate(problem, Placement(cfg, b, layers)).feasible:
+            filled["max_num_seqs"] = f"{b} (largest batch that fits and meets every requirement)"
+            return Placement(cfg, b, layers), filled
+    filled["max_num_seqs"] = f"{top} (largest batch that fits; no batch meets every requirement)"
+    return Placement(cfg, top, layers), filled
+
+
+def _widest(choices: list[str]) -> str:
+    return min(choices, key=WEIGHT_DTYPES.index)
+
+
+def kv_budget_statement(problem: Problem, placement: Placement) -> str:
+    """How the KV cache was sized, in numbers (for the report)."""
+    a, wl = problem.arch, problem.instance.workload
+    per_tok = kv_bytes_per_token_layer(a, placement.cfg.kv_cache, placement.cfg.tp)
+    seq = wl.input_tokens + wl.output_tokens
+    return (f"KV cache sized for {placement.batch} sequences x {seq} tokens (input {wl.input_tokens} + output "
+            f"{wl.output_tokens}) x {per_tok:,.0f} bytes per token per layer per GPU")
