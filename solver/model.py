@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from .options import KINDS, NS_PER_S, Option, capacity_MiB
+from .options import KINDS, Option, Units, capacity_MiB, cycle_bounds, ttft_limit
 from .physics import even_split
 from .problem import Problem
 
@@ -49,31 +49,34 @@ class BuiltModel:
     rank: cp_model.LinearExpr | None = None
     split_key: cp_model.LinearExpr | None = None
     max_pp: int = 1
+    counts: list[dict[str, cp_model.IntVar]] = field(default_factory=list)
+    problem: Problem | None = None
 
-    def guard(self, name: str) -> cp_model.IntVar:
-        """The guard literal of rule ``name`` (created on first use)."""
-        return self.guards[name]
+    def objective(self, name: str) -> cp_model.IntVar:
+        """A variable equal to the chosen option's quantity ``name`` (links added on first use).
 
-
-def _cycle_bounds_ns(problem: Problem, opt: Option) -> dict[str, float]:
-    """Upper bounds on the cycle time D (ns) that each throughput-type rule imposes on ``opt``."""
-    inst, cfg, b = problem.instance, opt.cfg, opt.batch
-    out_tok = inst.workload.output_tokens
-    bounds: dict[str, float] = {}
-    slo = inst.slo
-    if slo.tpot_ms is not None:
-        bounds["slo.tpot_ms"] = slo.tpot_ms * 1e-3 * out_tok  # TPOT = D / O
-    if inst.workload.mode == "request_rate":
-        bounds["workload.request_rate"] = cfg.dp * b / inst.workload.request_rate  # dp * B / D >= rate
-    if slo.min_request_rate is not None:
-        bounds["slo.min_request_rate"] = cfg.dp * b / slo.min_request_rate
-    if slo.min_output_tokens_per_s is not None:
-        bounds["slo.min_output_tokens_per_s"] = cfg.dp * b * out_tok / slo.min_output_tokens_per_s
-    if slo.min_output_tokens_per_s_per_gpu is not None:
-        bounds["slo.min_output_tokens_per_s_per_gpu"] = (
-            cfg.dp * b * out_tok / (slo.min_output_tokens_per_s_per_gpu * cfg.gpus)
-        )
-    return {k: int(v * NS_PER_S) for k, v in bounds.items()}  # capacities round down
+        In the options' :class:`~solver.options.Units`: ``z`` GPU-time per output token, ``cycle``
+        (D = TPOT x output tokens), ``ttft``, ``inv_rate`` time per request, ``inv_tok`` time per
+        output token; ``gpus``; ``mem[s]`` MiB.
+        For per-stage quantities the value is the maximum over the option's stages.
+        """
+        if name in self.objectives:
+            return self.objectives[name]
+        m = self.model
+        pairs = list(zip(self.options, self.opt, strict=True))
+        if name == "gpus":
+            var = m.new_int_var(0, max((o.cfg.gpus for o in self.options), default=0), "obj_gpus")
+            m.add(var == sum(o.cfg.gpus * lit for o, lit in pairs))
+        else:
+            kinds = self.problem.arch.layer_kinds()
+            var = m.new_int_var(0, _upper_bound(self.options, name, kinds), f"obj_{name}")
+            for o, lit in pairs:
+                stages = [int(name[4:-1])] if name.startswith("mem[") else range(o.cfg.pp)
+                for s in stages:
+                    if s < o.cfg.pp:
+                        m.add(var >= _stage_quantity(self.problem, o, s, name, self.counts[s])).only_enforce_if(lit)
+        self.objectives[name] = var
+        return var
 
 
 def _expr(per_layer: dict[str, int], const: int, counts: dict[str, cp_model.LinearExpr]) -> cp_model.LinearExpr:
@@ -123,10 +126,16 @@ def build_model(problem: Problem, options: list[Option], diagnose: bool = False)
         m.add(layers_on >= 1).only_enforce_if(used[s])
         m.add(layers_on == 0).only_enforce_if(used[s].Not())
 
-    counts = [
-        {k: sum(x[l][s] for l in range(n_layers) if kinds[l] == k) for k in KINDS if k in kinds}
-        for s in range(max_pp)
-    ]
+    # Layers of each kind per stage as integer variables: the per-option rules then have 2-3 terms.
+    counts = []
+    for s in range(max_pp):
+        row = {}
+        for k in KINDS:
+            members = [x[l][s] for l in range(n_layers) if kinds[l] == k]
+            if members:
+                row[k] = m.new_int_var(0, len(members), f"n[{s},{k}]")
+                m.add(row[k] == sum(members))
+        counts.append(row)
 
     # Pinned split.
     pins = problem.pins
@@ -147,40 +156,64 @@ def build_model(problem: Problem, options: list[Option], diagnose: bool = False)
                 m.add(sum(x[l][s] for l in range(n_layers)) == n).only_enforce_if([lit, g])
 
     cap = capacity_MiB(problem)
-    slo = problem.instance.slo
-    objectives: dict[str, list[tuple[cp_model.LinearExpr, cp_model.IntVar]]] = {"z": [], "cycle": [], "ttft": []}
+    units = options[0].units if options else Units()
+    limit_ttft = ttft_limit(problem, units)
     for o, lit in zip(options, opt, strict=True):
-        bounds = _cycle_bounds_ns(problem, o)
-        ttft_limit = None if slo.ttft_ms is None else int(slo.ttft_ms * 1e-3 * NS_PER_S)
+        bounds = cycle_bounds(problem, o)
+        _bound_clauses(m, o, lit, guard)
         for s in range(o.cfg.pp):
             st = o.stages[s]
             c = counts[s]
             m.add(_expr(*st.mem_MiB, c) <= cap).only_enforce_if([lit, guard(mem_rule(s))])
-            cycle = _expr(*st.cycle_ns, c)
+            cycle = _expr(*st.cycle_t, c)
             for rule, bound in bounds.items():
                 m.add(cycle <= bound).only_enforce_if([lit, guard(rule)])
-            dec = _expr(*st.dec_ns, c)
-            ttft = o.ttft_const_ns + o.cfg.pp * dec
-            if ttft_limit is not None:
-                m.add(ttft <= ttft_limit).only_enforce_if([lit, guard("slo.ttft_ms")])
-            objectives["z"].append((_expr(*st.zcost_ps, c), lit))
-            objectives["cycle"].append((cycle, lit))
-            objectives["ttft"].append((ttft, lit))
+            if limit_ttft is not None:
+                ttft = o.ttft_const_t + o.cfg.pp * _expr(*st.dec_t, c)
+                m.add(ttft <= limit_ttft).only_enforce_if([lit, guard("slo.ttft_ms")])
 
-    built = BuiltModel(m, options, opt, x, stage, used, guards, max_pp=max_pp)
-    # Objective variables: each is the chosen option's maximum over its stages.
-    for name, terms in objectives.items():
-        ub = _upper_bound(options, name, kinds)
-        var = m.new_int_var(0, ub, f"obj_{name}")
-        for expr, lit in terms:
-            m.add(var >= expr).only_enforce_if(lit)
-        built.objectives[name] = var
-    built.objectives["gpus"] = m.new_int_var(0, max((o.cfg.gpus for o in options), default=0), "obj_gpus")
-    m.add(built.objectives["gpus"] == sum(o.cfg.gpus * lit for o, lit in zip(options, opt, strict=True)))
+    built = BuiltModel(m, options, opt, x, stage, used, guards, max_pp=max_pp, counts=counts, problem=problem)
     built.rank = sum(o.index * lit for o, lit in zip(options, opt, strict=True))
     # Front-loaded splits first: a deterministic, lexicographic preference among equal plans.
     built.split_key = sum(stage[l] for l in range(n_layers))
     return built
+
+
+def _bound_clauses(m, o: Option, lit, guard) -> None:
+    """Redundant clauses from split-independent bounds, so infeasibility propagates instead of searched.
+
+    Sound: :func:`solver.options.bound_violations` only lists rules no split of ``o`` can meet.
+    """
+    for rule in o.bound_violations:
+        m.add_bool_or([lit.Not(), guard(rule).Not()])
+    if o.memory_sum_exceeds:
+        m.add_bool_or([lit.Not(), *(guard(mem_rule(s)).Not() for s in range(o.cfg.pp))])
+
+
+def _stage_quantity(problem: Problem, o: Option, s: int, name: str, c: dict) -> cp_model.LinearExpr:
+    """The linear expression of quantity ``name`` on stage ``s`` of option ``o``."""
+    st = o.stages[s]
+    if name == "z":
+        return _expr(*st.zcost, c)
+    if name == "cycle":
+        return _expr(*st.cycle_t, c)
+    if name == "ttft":
+        return o.ttft_const_t + o.cfg.pp * _expr(*st.dec_t, c)
+    per_request = o.cfg.dp * o.batch
+    if name == "inv_rate":  # time units per request of the whole deployment
+        return _expr(*_scaled_table(st.cycle_t, 1, per_request), c)
+    if name == "inv_tok":  # time units per output token of the whole deployment
+        out_tok = problem.instance.workload.output_tokens
+        return _expr(*_scaled_table(st.cycle_t, 1, per_request * out_tok), c)
+    if name.startswith("mem["):
+        return _expr(*st.mem_MiB, c)
+    raise KeyError(name)
+
+
+def _scaled_table(table: tuple[dict[str, int], int], num: int, den: int) -> tuple[dict[str, int], int]:
+    """A cost table times ``num / den``, each coefficient rounded up (a conservative value)."""
+    per, const = table
+    return {k: -(-v * num // den) for k, v in per.items()}, -(-const * num // den)
 
 
 def _upper_bound(options: list[Option], name: str, kinds: tuple[str, ...]) -> int:
@@ -189,10 +222,12 @@ def _upper_bound(options: list[Option], name: str, kinds: tuple[str, ...]) -> in
     ub = 1
     for o in options:
         for st in o.stages:
-            table = {"z": st.zcost_ps, "cycle": st.cycle_ns, "ttft": st.dec_ns}[name]
+            key = "mem" if name.startswith("mem[") else name
+            table = {"z": st.zcost, "cycle": st.cycle_t, "ttft": st.dec_t, "inv_rate": st.cycle_t,
+                     "inv_tok": st.cycle_t, "mem": st.mem_MiB}[key]
             per, const = table
             v = sum(per[k] * n[k] for k in KINDS) + const
             if name == "ttft":
-                v = o.ttft_const_ns + o.cfg.pp * v
+                v = o.ttft_const_t + o.cfg.pp * v
             ub = max(ub, v)
     return ub

@@ -23,9 +23,49 @@ from .problem import Problem
 from .schema import KV_DTYPES, WEIGHT_DTYPES
 
 MiB = 2**20
-# Integer scales (DESIGN rule 2), recorded so decoded values convert back.
-NS_PER_S = 1e9  # times in nanoseconds
-PS_PER_S = 1e12  # the throughput objective in GPU-picoseconds per output token
+# CP-SAT misjudges models whose coefficients and bounds reach ~1e11 (a feasible model reported
+# INFEASIBLE once its objective was minimised; reproduced with 70B on 32 T4 stages). Time units
+# are therefore chosen per enumeration so that every table value stays below this magnitude.
+MAX_TABLE_VALUE = 2e9
+
+
+@dataclass(frozen=True)
+class Units:
+    """Integer scales of one enumeration (DESIGN rule 2), recorded so values convert back.
+
+    ``time_per_s``: time units per second (1e9 = nanoseconds, coarser for slow instances);
+    ``z_per_s``: units per GPU-second per output token of the throughput objective.
+    Memory is in MiB.
+    """
+
+    time_per_s: float = 1e9
+    z_per_s: float = 1e12
+
+    def time_ms(self, raw: float) -> float:
+        return raw / self.time_per_s * 1e3
+
+
+def _units_for(coefs: list[StageCoefficients], problem: Problem) -> Units:
+    """The finest power-of-ten units that keep the largest possible table value below MAX_TABLE_VALUE."""
+    kinds = problem.arch.layer_kinds()
+    n = {k: kinds.count(k) for k in KINDS}
+    out_tok = problem.instance.workload.output_tokens
+    worst_cycle = worst_z = 0.0
+    for c in coefs:
+        b, pp = c.batch, c.cfg.pp
+        cyc = sum((b * c.pf_work_per_layer[k] + out_tok * pp * c.dec_per_layer[k]) * n[k] for k in KINDS)
+        cyc += b * (c.pf_work_last + max(c.send_pf, default=0)) + out_tok * pp * (
+            c.dec_last + c.dec_const + max(c.send_dec, default=0))
+        ttft = sum(c.pf_lat_per_layer[k] * n[k] for k in KINDS) + c.pf_lat_last + sum(c.send_pf)
+        ttft += pp * sum(c.dec_per_layer[k] * n[k] for k in KINDS) + pp * (c.dec_last + c.dec_const)
+        worst_cycle = max(worst_cycle, cyc, ttft)
+        worst_z = max(worst_z, cyc * c.cfg.gpus / (b * c.cfg.dp * out_tok))
+    time_per_s, z_per_s = 1e9, 1e12
+    while worst_cycle * time_per_s > MAX_TABLE_VALUE and time_per_s > 1:
+        time_per_s /= 10
+    while worst_z * z_per_s > MAX_TABLE_VALUE and z_per_s > 1:
+        z_per_s /= 10
+    return Units(time_per_s, z_per_s)
 
 # Batch sizes (sequences per replica) the solver may set as the engine's max_num_seqs: powers of two
 # and the 1.5x steps between them, so the chosen batch is within 33% of any other.
@@ -48,6 +88,10 @@ STATIC_RULES = (
 )
 
 
+# Rules that state what the hardware cannot do: never relaxed in a diagnosis.
+HARDWARE_FACTS = frozenset({"weights_supported", "kv_cache_supported"})
+
+
 def ceil_int(x: float) -> int:
     """Round a demand up (tiny float noise below an integer does not add a unit)."""
     return int(math.ceil(x - 1e-9))
@@ -58,9 +102,9 @@ class IntStage:
     """Integer coefficients of one stage position for one option: value = sum_k per_layer[k] * n_k + const."""
 
     mem_MiB: tuple[dict[str, int], int]
-    cycle_ns: tuple[dict[str, int], int]
-    dec_ns: tuple[dict[str, int], int]
-    zcost_ps: tuple[dict[str, int], int]  # GPU-time per output token
+    cycle_t: tuple[dict[str, int], int]
+    dec_t: tuple[dict[str, int], int]
+    zcost: tuple[dict[str, int], int]  # GPU-time per output token
 
 
 @dataclass
@@ -73,7 +117,12 @@ class Option:
     violations: tuple[str, ...]
     coef: StageCoefficients
     stages: list[IntStage] = field(default_factory=list)
-    ttft_const_ns: int = 0  # prefill latency through every stage (independent of the split)
+    ttft_const_t: int = 0  # prefill latency through every stage (independent of the split)
+    units: Units = field(default_factory=Units)
+    # Dynamic rules no split can satisfy (split-independent bounds); see bound_violations().
+    bound_violations: tuple[str, ...] = ()
+    # True when the memory of all stages together exceeds pp x capacity (needs every stage's cap).
+    memory_sum_exceeds: bool = False
 
     @property
     def legal(self) -> bool:
@@ -143,7 +192,7 @@ def _fits_somewhere(problem: Problem, coef: StageCoefficients) -> bool:
     return total <= coef.cfg.pp * problem.ctx.capacity_bytes
 
 
-def configs(problem: Problem, include_illegal: bool) -> list[Config]:
+def configs(problem: Problem, include_illegal: bool, only_gpus: int | None = None) -> list[Config]:
     """Configurations of the search space; with ``include_illegal`` also those breaking a static rule."""
     inst, s = problem.instance, problem.search
     weights = list(inst.precision.weights)
@@ -164,16 +213,19 @@ def configs(problem: Problem, include_illegal: bool) -> list[Config]:
                     for w in weights:
                         for kv in kvs:
                             cfg = Config(tp, pp, dp, ep, w, kv)
+                            if only_gpus is not None and cfg.gpus != only_gpus:
+                                continue
                             if include_illegal or not static_violations(problem, cfg):
                                 out.append(cfg)
     return out
 
 
-def build_int_stages(problem: Problem, coef: StageCoefficients) -> tuple[list[IntStage], int]:
-    """Integer per-stage tables for one option, and its split-independent prefill latency (ns)."""
+def build_int_stages(problem: Problem, coef: StageCoefficients, units: Units) -> tuple[list[IntStage], int]:
+    """Integer per-stage tables for one option, and its split-independent prefill latency (time units)."""
+    T = units.time_per_s
     cfg, wl = coef.cfg, problem.instance.workload
     out_tok, pp, batch = wl.output_tokens, cfg.pp, coef.batch
-    zscale = cfg.gpus / (batch * cfg.dp * out_tok) * PS_PER_S
+    zscale = cfg.gpus / (batch * cfg.dp * out_tok) * units.z_per_s
     stages = []
     kinds = problem.arch.layer_kinds()
     for s in range(pp):
@@ -188,16 +240,16 @@ def build_int_stages(problem: Problem, coef: StageCoefficients) -> tuple[list[In
         dec_const = (coef.dec_last if last else 0) + coef.dec_const + send_dec
         stages.append(IntStage(
             mem_MiB=(mem_k, mem_c),
-            cycle_ns=({k: ceil_int(v * NS_PER_S) for k, v in cyc_layer.items()}, ceil_int(cyc_const * NS_PER_S)),
-            dec_ns=({k: ceil_int(coef.dec_per_layer[k] * NS_PER_S) for k in KINDS}, ceil_int(dec_const * NS_PER_S)),
-            zcost_ps=({k: ceil_int(v * zscale) for k, v in cyc_layer.items()},
+            cycle_t=({k: ceil_int(v * T) for k, v in cyc_layer.items()}, ceil_int(cyc_const * T)),
+            dec_t=({k: ceil_int(coef.dec_per_layer[k] * T) for k in KINDS}, ceil_int(dec_const * T)),
+            zcost=({k: ceil_int(v * zscale) for k, v in cyc_layer.items()},
                       ceil_int(cyc_const * zscale)),
         ))
     pf_total = sum(coef.pf_lat_per_layer[k] * kinds.count(k) for k in KINDS) + coef.pf_lat_last + sum(coef.send_pf)
-    return stages, ceil_int(pf_total * NS_PER_S)
+    return stages, ceil_int(pf_total * T)
 
 
-def enumerate_options(problem: Problem, include_illegal: bool = False) -> list[Option]:
+def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus: int | None = None) -> list[Option]:
     """All candidate options, in canonical order, with integer tables.
 
     Without ``include_illegal`` (a normal solve), options breaking a static rule or unable to fit
@@ -205,20 +257,90 @@ def enumerate_options(problem: Problem, include_illegal: bool = False) -> list[O
     them so that dropping a guard makes them available again.
     """
     out: list[Option] = []
-    for cfg in configs(problem, include_illegal):
+    for cfg in configs(problem, include_illegal, only_gpus):
         for batch in batch_levels(problem, cfg):
             violations = static_violations(problem, cfg, batch)
             if violations and not include_illegal:
+                continue
+            if set(violations) & HARDWARE_FACTS:
+                # What the GPU cannot do is not a requirement a person can relax; the proof's
+                # "another GPU type" repair covers it.
                 continue
             coef = stage_coefficients(problem.ctx, cfg, batch)
             if not include_illegal and not _fits_somewhere(problem, coef):
                 continue
             out.append(Option(index=-1, cfg=cfg, batch=batch, violations=tuple(violations), coef=coef))
     out.sort(key=Option.rank_key)
+    units = _units_for([o.coef for o in out], problem)
     for i, opt in enumerate(out):
         opt.index = i
-        opt.stages, opt.ttft_const_ns = build_int_stages(problem, opt.coef)
+        opt.units = units
+        opt.stages, opt.ttft_const_t = build_int_stages(problem, opt.coef, units)
+        opt.bound_violations, opt.memory_sum_exceeds = bound_violations(problem, opt)
     return out
+
+
+def cycle_bounds(problem: Problem, opt: Option) -> dict[str, int]:
+    """Upper bounds on the cycle time D (time units) that each throughput-type rule imposes on ``opt``."""
+    inst, cfg, b = problem.instance, opt.cfg, opt.batch
+    out_tok = inst.workload.output_tokens
+    bounds: dict[str, float] = {}
+    slo = inst.slo
+    if slo.tpot_ms is not None:
+        bounds["slo.tpot_ms"] = slo.tpot_ms * 1e-3 * out_tok  # TPOT = D / O
+    if inst.workload.mode == "request_rate":
+        bounds["workload.request_rate"] = cfg.dp * b / inst.workload.request_rate  # dp * B / D >= rate
+    if slo.min_request_rate is not None:
+        bounds["slo.min_request_rate"] = cfg.dp * b / slo.min_request_rate
+    if slo.min_output_tokens_per_s is not None:
+        bounds["slo.min_output_tokens_per_s"] = cfg.dp * b * out_tok / slo.min_output_tokens_per_s
+    if slo.min_output_tokens_per_s_per_gpu is not None:
+        bounds["slo.min_output_tokens_per_s_per_gpu"] = (
+            cfg.dp * b * out_tok / (slo.min_output_tokens_per_s_per_gpu * cfg.gpus)
+        )
+    return {k: int(v * opt.units.time_per_s) for k, v in bounds.items()}  # capacities round down
+
+
+def ttft_limit(problem: Problem, units: Units) -> int | None:
+    """The TTFT target in time units, rounded down."""
+    slo = problem.instance.slo
+    return None if slo.ttft_ms is None else int(slo.ttft_ms * 1e-3 * units.time_per_s)
+
+
+def bound_violations(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool]:
+    """Dynamic rules option ``o`` breaks under every split, from split-independent bounds.
+
+    Each stage holds at least one layer (>= its constant plus the lightest layer) and the busiest
+    stage holds at least the mean over stages. Returns the rules and whether the memory of all
+    stages together exceeds pp x capacity (a conflict of all the stages' memory caps at once).
+    """
+    kinds = problem.arch.layer_kinds()
+    n_kind = {k: kinds.count(k) for k in KINDS}
+    pp = o.cfg.pp
+    cap = capacity_MiB(problem)
+    out: list[str] = []
+
+    def bounds_of(name: str) -> tuple[list[int], int]:
+        tables = [getattr(st, name) for st in o.stages]
+        per, _ = tables[0]  # per-layer coefficients are the same on every stage
+        total = sum(per[k] * n_kind[k] for k in KINDS) + sum(t[1] for t in tables)
+        if pp == 1:
+            return [total], total
+        lightest = min(per[k] for k in KINDS if n_kind[k])
+        return [t[1] + lightest for t in tables], -(-total // pp)
+
+    mins, mean = bounds_of("mem_MiB")
+    out += [f"mem_cap[stage={s}]" for s, v in enumerate(mins) if v > cap]
+    sum_exceeds = mean > cap
+    mins, mean = bounds_of("cycle_t")
+    lb = max(mean, max(mins))
+    out += [rule for rule, bound in cycle_bounds(problem, o).items() if lb > bound]
+    limit = ttft_limit(problem, o.units)
+    if limit is not None:
+        mins, mean = bounds_of("dec_t")
+        if o.ttft_const_t + pp * max(mean, max(mins)) > limit:
+            out.append("slo.ttft_ms")
+    return tuple(out), sum_exceeds
 
 
 def capacity_MiB(problem: Problem) -> int:

@@ -9,7 +9,7 @@ from ortools.sat.python import cp_model
 
 from .decode import decode
 from .model import BuiltModel, build_model
-from .options import NS_PER_S, PS_PER_S, Option, enumerate_options
+from .options import Option, Units, enumerate_options
 from .physics import even_split, stage_counts
 from .problem import Problem
 from .verify import Evaluation, Placement, evaluate
@@ -44,6 +44,7 @@ class SolveParams:
     workers: int = 1
     seed: int = 0
     deterministic_time: float | None = None  # regression runs: a limit in CP-SAT's deterministic units
+    probing_level: int = 0  # CP-SAT cp_model_probing_level (its default is 2)
 
 
 @dataclass
@@ -63,14 +64,15 @@ class PlanResult:
     binding: list[str] = field(default_factory=list)
 
 
-def objective_value(objective: str, raw: float) -> float:
-    """Convert an integer model objective to its user unit."""
-    if objective == "max_throughput_per_gpu":
-        return PS_PER_S / raw if raw > 0 else float("inf")
-    if objective == "min_tpot":
-        return raw  # converted by the caller (needs output tokens)
-    if objective == "min_ttft":
-        return raw / NS_PER_S * 1e3
+def objective_value(problem: Problem, units: Units, raw: float) -> float:
+    """Convert an integer model objective to its user unit (OBJECTIVE_UNITS)."""
+    obj = problem.instance.objective
+    if obj == "max_throughput_per_gpu":
+        return units.z_per_s / raw if raw > 0 else float("inf")
+    if obj == "min_tpot":
+        return units.time_ms(raw) / problem.instance.workload.output_tokens
+    if obj == "min_ttft":
+        return units.time_ms(raw)
     return raw
 
 
@@ -85,18 +87,14 @@ def exact_objective(problem: Problem, ev: Evaluation) -> float:
     }[problem.instance.objective]
 
 
-def _user_value(problem: Problem, raw: float) -> float:
-    obj = problem.instance.objective
-    if obj == "min_tpot":
-        return raw / NS_PER_S * 1e3 / problem.instance.workload.output_tokens
-    return objective_value(obj, raw)
-
-
 def _params(p: SolveParams, time_limit: float) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, time_limit)
     solver.parameters.num_workers = p.workers
     solver.parameters.random_seed = p.seed
+    # Presolve probing costs a flat second on larger option tables and never paid off here
+    # (benchmarks/solver_speed.py measures both settings).
+    solver.parameters.cp_model_probing_level = p.probing_level
     if p.deterministic_time is not None:
         solver.parameters.max_deterministic_time = p.deterministic_time
     return solver
@@ -107,13 +105,11 @@ def best_even_split(problem: Problem, options: list[Option]) -> tuple[Option, li
 
     Returns (option, split, primary objective in model units) or None when no even split is feasible.
     """
-    from .model import _cycle_bounds_ns  # the same bounds the model enforces
-    from .options import capacity_MiB
+    from .options import capacity_MiB, cycle_bounds, ttft_limit
 
     obj_name = OBJECTIVE_VARS[problem.instance.objective][0]
     kinds = problem.arch.layer_kinds()
     cap = capacity_MiB(problem)
-    slo = problem.instance.slo
     best = None
     for o in options:
         if problem.pins.layers_per_stage is not None:
@@ -125,10 +121,11 @@ def best_even_split(problem: Problem, options: list[Option]) -> tuple[Option, li
         vals = evaluate_int(o, stage_counts(kinds, split))
         if any(v["mem"] > cap for v in vals):
             continue
-        bounds = _cycle_bounds_ns(problem, o)
+        bounds = cycle_bounds(problem, o)
         if any(v["cycle"] > b for v in vals for b in bounds.values()):
             continue
-        if slo.ttft_ms is not None and max(v["ttft"] for v in vals) > int(slo.ttft_ms * 1e-3 * NS_PER_S):
+        limit = ttft_limit(problem, o.units)
+        if limit is not None and max(v["ttft"] for v in vals) > limit:
             continue
         score = o.cfg.gpus if obj_name == "gpus" else max(v[obj_name] for v in vals)
         key = (score, o.index)
@@ -147,7 +144,7 @@ def option_lower_bound(problem: Problem, o: Option, name: str) -> int:
     """
     if name == "gpus":
         return o.cfg.gpus
-    table = {"z": "zcost_ps", "cycle": "cycle_ns", "ttft": "dec_ns"}[name]
+    table = {"z": "zcost", "cycle": "cycle_t", "ttft": "dec_t"}[name]
     kinds = problem.arch.layer_kinds()
     per_layer, _ = getattr(o.stages[0], table)  # per-layer coefficients are the same on every stage
     layer_sum = sum(per_layer[k] * kinds.count(k) for k in per_layer)
@@ -155,7 +152,7 @@ def option_lower_bound(problem: Problem, o: Option, name: str) -> int:
     pp = o.cfg.pp
     lb = max(-(-(layer_sum + sum(consts)) // pp), max(consts))
     if name == "ttft":
-        return o.ttft_const_ns + pp * lb
+        return o.ttft_const_t + pp * lb
     return lb
 
 
@@ -169,9 +166,9 @@ def evaluate_int(o: Option, counts: list[dict[str, int]]) -> list[dict[str, int]
             per, const = table
             return sum(per[k] * c.get(k, 0) for k in per) + const
 
-        dec = ev(st.dec_ns)
-        out.append({"mem": ev(st.mem_MiB), "cycle": ev(st.cycle_ns), "z": ev(st.zcost_ps),
-                    "ttft": o.ttft_const_ns + o.cfg.pp * dec})
+        dec = ev(st.dec_t)
+        out.append({"mem": ev(st.mem_MiB), "cycle": ev(st.cycle_t), "z": ev(st.zcost),
+                    "ttft": o.ttft_const_t + o.cfg.pp * dec})
     return out
 
 
@@ -194,12 +191,18 @@ def _status_name(code: int) -> str:
             cp_model.MODEL_INVALID: "invalid"}.get(code, "unknown")
 
 
-def plan(problem: Problem, params: SolveParams | None = None) -> PlanResult:
-    """Find the best placement, proven optimal when the time allows, and verify it."""
+def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | None = None) -> PlanResult:
+    """Find the best placement, proven optimal when the time allows, and verify it.
+
+    ``only_gpus`` restricts the candidates to configurations of exactly that many GPUs (repairs
+    scan GPU counts upward with it).
+    """
     params = params or SolveParams()
     t0 = time.perf_counter()
-    options = enumerate_options(problem)
+    options = enumerate_options(problem, only_gpus=only_gpus)
     result = PlanResult(status="infeasible", options_considered=len(options))
+    # Every rule binds in a solve, so an option that breaks one under every split is out.
+    options = [o for o in options if not o.bound_violations and not o.memory_sum_exceeds]
     if not options:
         result.time_s = time.perf_counter() - t0
         return result
@@ -218,7 +221,7 @@ def plan(problem: Problem, params: SolveParams | None = None) -> PlanResult:
     if hint is not None:
         _hint(built, hint[0], hint[1])
     m = built.model
-    pvar = built.objectives[primary]
+    pvar = built.objective(primary)
     m.minimize(pvar)
     solver = _params(params, params.time_limit_s)
     code = solver.solve(m)
@@ -235,7 +238,7 @@ def plan(problem: Problem, params: SolveParams | None = None) -> PlanResult:
     if proven:
         # Lexicographic tie-breaks, each with the previous levels fixed (DESIGN rule 5).
         m.add(pvar <= int(round(best_raw)))
-        chain = [(t, -built.objectives[t[1:]] if t.startswith("-") else built.objectives[t]) for t in tie_breaks]
+        chain = [(t, -built.objective(t[1:]) if t.startswith("-") else built.objective(t)) for t in tie_breaks]
         for name, expr in [*chain, ("rank", built.rank), ("split", built.split_key)]:
             remaining = params.time_limit_s - (time.perf_counter() - t0)
             if remaining <= 0.05:
@@ -258,7 +261,8 @@ def plan(problem: Problem, params: SolveParams | None = None) -> PlanResult:
         failed = "; ".join(r.statement for r in ev.failed())
         raise VerificationError(f"decoded plan {placement} fails verification: {failed}")
     exact = exact_objective(problem, ev)
-    model_value = _user_value(problem, best_raw)
+    units = options[0].units
+    model_value = objective_value(problem, units, best_raw)
     if problem.instance.objective != "min_gpus" and abs(exact - model_value) > 0.01 * abs(exact) + 1e-9:
         raise VerificationError(
             f"CP-SAT objective {model_value} and exact evaluation {exact} differ beyond integer rounding")
@@ -266,7 +270,7 @@ def plan(problem: Problem, params: SolveParams | None = None) -> PlanResult:
     result.placement = placement
     result.evaluation = ev
     result.objective = exact
-    result.bound = _user_value(problem, bound_raw)
+    result.bound = objective_value(problem, units, bound_raw)
     if result.objective and result.bound is not None:
         result.gap = abs(result.objective - result.bound) / abs(result.objective)
     result.binding = binding_rules(ev)

@@ -79,8 +79,17 @@ def _default_search(inst: Instance, arch: Architecture, total_gpus: int) -> tupl
     for key, val, given in (("tp", tp, s.tp), ("pp", pp, s.pp), ("dp", dp, s.dp), ("ep", ep, s.ep)):
         if not given:
             defaults[f"search.{key}"] = list(val)
-    return SearchSpace(tuple(sorted(tp)), tuple(sorted(pp)), tuple(sorted(dp)), tuple(sorted(ep)),
-                       s.uneven_layers, s.engine), defaults
+    # A pinned degree outside the search space joins it, so that a proof can refute it.
+    pins = inst.strategy
+    extra = {"tp": pins.tp, "pp": pins.pp or (len(pins.layers_per_stage) if pins.layers_per_stage else None),
+             "dp": pins.dp, "ep": pins.ep}
+    lists = {"tp": set(tp), "pp": set(pp), "dp": set(dp), "ep": set(ep)}
+    for key, val in extra.items():
+        if val is not None and val not in lists[key]:
+            lists[key].add(val)
+            defaults[f"search.{key} (pinned value added)"] = val
+    return SearchSpace(tuple(sorted(lists["tp"])), tuple(sorted(lists["pp"])), tuple(sorted(lists["dp"])),
+                       tuple(sorted(lists["ep"])), s.uneven_layers, s.engine), defaults
 
 
 def _check_consistency(inst: Instance, arch: Architecture, file: str | None) -> None:
@@ -101,12 +110,12 @@ def _check_consistency(inst: Instance, arch: Architecture, file: str | None) -> 
 
 
 def _check_search(inst: Instance, arch: Architecture, space: SearchSpace, file: str | None) -> None:
-    for i, tp in enumerate(space.tp if inst.search.tp else ()):
+    del space  # pinned values joined the space; only the user's own list is checked here
+    for i, tp in enumerate(inst.search.tp or ()):
         if arch.heads % tp:
-            raise InputError(file, f"search.tp[{inst.search.tp.index(tp)}]", tp,
+            raise InputError(file, f"search.tp[{i}]", tp,
                              f"a TP degree must divide the {arch.heads} attention heads; "
                              f"accepted: {[d for d in range(1, arch.heads + 1) if arch.heads % d == 0 and d <= 64]}")
-        del i
     if inst.search.ep and not arch.is_moe and any(e > 1 for e in inst.search.ep):
         raise InputError(file, "search.ep", inst.search.ep, f"{arch.name} is dense; expert parallelism needs an MoE model")
     pins = inst.strategy
