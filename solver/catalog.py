@@ -7,6 +7,7 @@ installed package (``solver/catalog_data``), so ``pip install .`` works outside 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -202,8 +203,17 @@ def architecture_from_config(
 
 
 def _catalog_dirs(kind: str) -> list[Path]:
-    """Where cards of ``kind`` ('llm' or 'gpu') are looked up: the repository, then the package."""
+    """Where cards of ``kind`` ('llm' or 'gpu') are looked up, first match wins.
+
+    Order: the directories of ``SOLVE_CATALOG_PATH`` (``os.pathsep``-separated, each holding
+    ``llm/`` and/or ``gpu/``), then the repository, then the package. The user's directories come
+    first so that a card there overrides the shipped card of the same name (e.g. a re-measured GPU).
+    """
     dirs = []
+    for entry in os.environ.get("SOLVE_CATALOG_PATH", "").split(os.pathsep):
+        user = Path(entry).expanduser() / kind if entry.strip() else None
+        if user is not None and user.is_dir():
+            dirs.append(user)
     repo = Path(__file__).resolve().parent.parent / "models" / kind
     if repo.is_dir():
         dirs.append(repo)
@@ -214,6 +224,13 @@ def _catalog_dirs(kind: str) -> list[Path]:
     except (ModuleNotFoundError, TypeError):
         pass
     return dirs
+
+
+def reload_catalog() -> None:
+    """Forget the cached card lists and cards, e.g. after ``SOLVE_CATALOG_PATH`` changed."""
+    _card_files.cache_clear()
+    model_card.cache_clear()
+    gpu_card.cache_clear()
 
 
 @cache

@@ -176,8 +176,25 @@ def _compare_with_optimum(problem, ev, params) -> dict[str, Any]:
 @click.option("--workers", type=int, default=1, show_default=True,
               help="CP-SAT workers (1 is deterministic; more is faster on big instances).")
 @click.option("--seed", type=int, default=0, show_default=True, help="CP-SAT random seed.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Batch: instances solved in parallel processes [default: the number of cores].")
+@click.option("--deterministic-time", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Batch: CP-SAT limit per solve in deterministic time units, so verdicts do not depend "
+                   "on machine load [default: 30].")
+@click.option("--check", is_flag=True,
+              help="Batch: exit 1 when any instance is regressed or error against its `expect` block.")
+@click.option("--update-expected", is_flag=True,
+              help="Batch: record the current results in the `expect` block of every instance run.")
+@click.option("--report-json", type=click.Path(dir_okay=False), default=None,
+              help="Batch: write every row with its verdict and details to FILE (JSON).")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Batch: write a JUnit XML report to FILE (one test case per instance).")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None,
+              help="Batch: write a Markdown summary to FILE (for pull-request comments).")
 def main(paths: tuple[str, ...], strategy: str | None, objective: str | None, fmt: str, out_file: str | None,
-         time_limit: float, workers: int, seed: int) -> None:
+         time_limit: float, workers: int, seed: int, jobs: int | None, deterministic_time: float | None,
+         check: bool, update_expected: bool, report_json: str | None, junit: str | None,
+         markdown: str | None) -> None:
     """Plan how to split an LLM across a GPU cluster, or prove it cannot be done.
 
     \b
@@ -195,7 +212,10 @@ def main(paths: tuple[str, ...], strategy: str | None, objective: str | None, fm
     if len(paths) != 1 or Path(paths[0]).is_dir():
         from .batch import run_batch_cli
 
-        sys.exit(run_batch_cli(paths, fmt=fmt, time_limit=time_limit, seed=seed))
+        sys.exit(run_batch_cli(paths, fmt=fmt, time_limit=time_limit, seed=seed, jobs=jobs, workers=workers,
+                               deterministic_time=deterministic_time, check=check,
+                               update_expected=update_expected, report_json=report_json, junit=junit,
+                               markdown=markdown, out_file=out_file, strategy=strategy, objective=objective))
     from .report import render_text, to_json
 
     try:

@@ -55,6 +55,7 @@ class PlanResult:
     placement: Placement | None = None
     evaluation: Evaluation | None = None
     objective: float | None = None  # in OBJECTIVE_UNITS
+    objective_raw: int | None = None  # the primary objective in model units (see Option.units)
     bound: float | None = None
     gap: float | None = None
     time_s: float = 0.0
@@ -270,9 +271,10 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
     result.placement = placement
     result.evaluation = ev
     result.objective = exact
+    result.objective_raw = int(round(best_raw))
     result.bound = objective_value(problem, units, bound_raw)
-    if result.objective and result.bound is not None:
-        result.gap = abs(result.objective - result.bound) / abs(result.objective)
+    # The solver's own gap, in model units (the exact objective differs from the model's by rounding).
+    result.gap = abs(best_raw - bound_raw) / abs(best_raw) if best_raw else 0.0
     result.binding = binding_rules(ev)
     result.time_s = time.perf_counter() - t0
     return result

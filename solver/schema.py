@@ -292,15 +292,30 @@ class StrategyPins(Strict):
 
 
 class ExpectSpec(Strict):
-    """A recorded verdict, for batch regression."""
+    """A recorded verdict, for batch regression (``solve instances/ --check``).
 
-    status: Literal["optimal", "feasible", "infeasible", "unknown"] = Field(description="Expected status.")
-    strategy: dict[str, Any] | None = Field(None, description="Expected strategy fields (tp, pp, dp, ep, precisions).")
+    Written by ``solve PATH... --update-expected``; a user may edit ``rel_tol`` (kept on update) or
+    ``error_contains``. Absent keys are not checked.
+    """
+
+    status: Literal["optimal", "feasible", "infeasible", "unknown", "error"] = Field(
+        description="Expected status; 'error' for an instance that must be rejected as bad input (exit 2)."
+    )
+    strategy: dict[str, Any] | None = Field(
+        None, description="Expected strategy fields (tp, pp, dp, ep, weights, kv_cache, max_num_seqs)."
+    )
     layers_per_stage: list[int] | None = Field(None, description="Expected split.")
     objective: float | None = Field(None, description="Expected objective value (in the objective's own unit).")
-    metrics: dict[str, float] | None = Field(None, description="Expected key metrics.")
+    metrics: dict[str, float] | None = Field(
+        None, description="Expected key metrics (ttft_ms, tpot_ms, output_tokens_per_s_per_gpu)."
+    )
     rel_tol: float = Field(0.01, ge=0, description="Relative tolerance on objective and metrics.")
-    conflict_rules: list[str] | None = Field(None, description="Expected rule families of an infeasibility proof.")
+    conflict_rules: list[str] | None = Field(
+        None, description="Expected rule names of the first conflict of an infeasibility proof (order ignored)."
+    )
+    error_contains: str | None = Field(
+        None, description="With status 'error': a stable substring the bad-input message must contain."
+    )
 
 
 class Instance(Strict):

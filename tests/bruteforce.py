@@ -1,0 +1,53 @@
+"""Brute-force reference: every candidate option and every contiguous layer split, scored by the
+same integer cost tables the CP-SAT model uses (which come from solver.physics)."""
+
+from __future__ import annotations
+
+import itertools
+
+from solver.options import capacity_MiB, cycle_bounds, enumerate_options, ttft_limit
+from solver.physics import even_split, stage_counts
+from solver.planner import OBJECTIVE_VARS, evaluate_int
+
+
+def splits(layers: int, pp: int):
+    """Every way to cut ``layers`` into ``pp`` contiguous non-empty stages."""
+    for cuts in itertools.combinations(range(1, layers), pp - 1):
+        bounds = (0, *cuts, layers)
+        yield [bounds[i + 1] - bounds[i] for i in range(pp)]
+
+
+def brute_force(problem, rules: set[str] | None = None):
+    """Best primary objective (model units) over all placements meeting ``rules`` (all when None).
+
+    With ``rules`` given, candidates breaking a static rule outside the set stay available, as in
+    a diagnosis. Returns None when nothing is feasible.
+    """
+    options = enumerate_options(problem, include_illegal=rules is not None)
+    kinds = problem.arch.layer_kinds()
+    cap = capacity_MiB(problem)
+    primary = OBJECTIVE_VARS[problem.instance.objective][0]
+    pins = problem.pins.layers_per_stage
+    best = None
+    enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
+    for o in options:
+        if any(enforce(v) for v in o.violations):
+            continue
+        limit = ttft_limit(problem, o.units)
+        bounds = {r: b for r, b in cycle_bounds(problem, o).items() if enforce(r)}
+        for split in splits(len(kinds), o.cfg.pp):
+            if pins is not None and enforce("pin.layers_per_stage") and split != list(pins):
+                continue
+            if not problem.search.uneven_layers and enforce("search.uneven_layers") and split != even_split(
+                    len(kinds), o.cfg.pp):
+                continue
+            vals = evaluate_int(o, stage_counts(kinds, split))
+            if any(v["mem"] > cap for s, v in enumerate(vals) if enforce(f"mem_cap[stage={s}]")):
+                continue
+            if any(v["cycle"] > b for v in vals for b in bounds.values()):
+                continue
+            if limit is not None and enforce("slo.ttft_ms") and max(v["ttft"] for v in vals) > limit:
+                continue
+            score = o.cfg.gpus if primary == "gpus" else max(v[primary] for v in vals)
+            best = score if best is None else min(best, score)
+    return best

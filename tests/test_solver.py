@@ -1,0 +1,133 @@
+"""The CP-SAT planner on the project's instances: optimality, determinism, uneven splits, agreement."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from solver.options import enumerate_options
+from solver.physics import even_split
+from solver.planner import SolveParams, best_even_split, plan
+from solver.problem import build_problem, load_problem, parse_instance
+from tests.conftest import INSTANCES, flagship, run_cli, run_json
+
+FEASIBLE = ["llama70b_h100", "llama70b_h100_tp2pp4", "dense10b_ample", "moe16x64_16gpu", "llama405b_2x8_h100",
+            "mixtral8x7b_4_a100", "deepseekv3_4x8_h200", "qwen3_235b_8_h100", "llama8b_4_l4", "llama8b_l4_pp4_uneven"]
+
+
+@pytest.mark.parametrize("name", FEASIBLE)
+def test_instances_solve_to_proven_optimality_and_verify(name):
+    problem = load_problem(str(INSTANCES / f"{name}.json"))
+    result = plan(problem, SolveParams(time_limit_s=30))
+    assert result.status == "optimal"
+    assert result.evaluation.feasible
+    assert result.gap is not None and result.gap < 1e-6
+    # The grid of even splits (what peer tools search) is never better.
+    grid = best_even_split(problem, enumerate_options(problem))
+    if grid is not None:
+        assert result.objective_raw <= grid[2]
+
+
+def test_flagship_json_is_byte_identical_across_runs():
+    path = str(INSTANCES / "llama70b_h100.json")
+    docs = []
+    for _ in range(2):
+        code, doc = run_json(path)
+        assert code == 0
+        doc["solver"].pop("time_s")
+        for p in doc["solver"]["phases"]:
+            p.pop("wall_s")
+        docs.append(json.dumps(doc, sort_keys=True))
+    assert docs[0] == docs[1]
+
+
+def test_flagship_plan_contents():
+    code, doc = run_json(str(INSTANCES / "llama70b_h100.json"))
+    assert code == 0 and doc["status"] == "optimal"
+    m = doc["metrics"]
+    assert m["ttft_ms"] <= 1500 and m["tpot_ms"] <= 50 and m["max_request_rate"] >= 8
+    assert len(doc["gpus"]) == m["gpus_used"] <= 8
+    for g in doc["gpus"]:
+        mem = g["memory_GiB"]
+        assert mem["total"] <= mem["capacity"] == pytest.approx(79.65 * 0.85, rel=1e-3)
+    launch = doc["launch"]["vllm"]
+    s = doc["strategy"]
+    assert f"--tensor-parallel-size {s['tp']}" in launch and f"--max-num-seqs {s['max_num_seqs']}" in launch
+    assert "--gpu-memory-utilization 0.85" in launch and "--max-model-len 8192" in launch
+    assert "sglang.launch_server" in doc["launch"]["sglang"]
+
+
+def test_uneven_split_beats_every_even_split():
+    problem = load_problem(str(INSTANCES / "llama8b_l4_pp4_uneven.json"))
+    result = plan(problem)
+    grid = best_even_split(problem, enumerate_options(problem))
+    layers = list(result.placement.layers_per_stage)
+    assert layers != even_split(32, 4)
+    assert layers[-1] < layers[0]  # the LM head's stage carries fewer layers
+    assert grid is None or result.objective_raw < grid[2]
+    code, doc = run_json(str(INSTANCES / "llama8b_l4_pp4_uneven.json"))
+    assert doc["launch"]["env"]["VLLM_PP_LAYER_PARTITION"] == ",".join(map(str, layers))
+
+
+@pytest.mark.parametrize("objective", ["min_gpus", "min_tpot", "min_ttft"])
+def test_objectives(objective):
+    data = flagship()
+    data["objective"] = objective
+    problem = build_problem(parse_instance(data))
+    result = plan(problem)
+    assert result.status == "optimal"
+    base = plan(build_problem(parse_instance(flagship())))
+    m, mb = result.evaluation.metrics, base.evaluation.metrics
+    if objective == "min_gpus":
+        assert m.gpus <= mb.gpus
+    elif objective == "min_tpot":
+        assert m.tpot_ms <= mb.tpot_ms + 1e-9
+    else:
+        assert m.ttft_ms <= mb.ttft_ms + 1e-9
+
+
+def test_more_memory_never_breaks_feasibility():
+    data = flagship()
+    data["limits"]["memory_utilization"] = 0.5
+    tight = plan(build_problem(parse_instance(data)))
+    data["limits"]["memory_utilization"] = 0.9
+    loose = plan(build_problem(parse_instance(data)))
+    assert loose.status == "optimal"
+    if tight.status == "optimal":
+        assert loose.objective >= tight.objective * (1 - 1e-9)
+
+
+def test_tighter_slo_never_improves_the_objective():
+    values = []
+    for tpot in (80, 50, 30):
+        data = copy.deepcopy(flagship())
+        data["slo"]["tpot_ms"] = tpot
+        r = plan(build_problem(parse_instance(data)))
+        values.append(r.objective if r.status == "optimal" else 0.0)
+    assert values[0] >= values[1] >= values[2]
+
+
+def test_pins_are_respected():
+    code, doc = run_json(str(INSTANCES / "llama70b_h100_tp2pp4.json"))
+    assert code == 0
+    assert doc["strategy"]["tp"] == 2 and doc["strategy"]["pp"] == 4
+    assert doc["optimum"]["relative_distance"] >= 0  # the unpinned optimum is never worse
+
+
+def test_exit_code_and_text_report():
+    code, out, _ = run_cli(str(INSTANCES / "llama70b_h100.json"))
+    assert code == 0
+    for heading in ("Strategy", "Stages (memory per GPU, GiB)", "Predicted metrics", "Requirements", "Launch",
+                    "Solver", "Defaults used"):
+        assert heading in out
+    code, out, _ = run_cli(str(INSTANCES / "llama70b_h100.json"), "--format", "markdown")
+    assert code == 0 and out.startswith("# ") and "| PASS |" in out
+
+
+def test_out_file(tmp_path):
+    target = tmp_path / "plan.json"
+    code, out, _ = run_cli(str(INSTANCES / "llama8b_4_l4.json"), "--format", "json", "--out", str(target))
+    assert code == 0 and out == ""
+    assert json.loads(target.read_text())["status"] == "optimal"
