@@ -49,8 +49,10 @@ _QUANTITY = {
     "slo.min_output_tokens_per_s_per_gpu": "z",
 }
 
-# Alternative conflicts longer than this are not reported (the first conflict always is).
+# Alternative conflicts longer than this are not reported (the first conflict always is), and the
+# search for each alternative stops after this many CP-SAT solves.
 MAX_ALTERNATIVE_MEMBERS = 5
+MAX_ALTERNATIVE_SOLVES = 6
 # Catalog GPU types tried by the "another GPU type" repair, at most this many GPUs each.
 MAX_REPAIR_GPUS = 64
 
@@ -111,19 +113,28 @@ class _Oracle:
         cap = capacity_MiB(problem)
         limit = ttft_limit(problem, self.options[0].units)
         pinned = problem.pins.layers_per_stage
+        even_only = not problem.search.uneven_layers and "search.uneven_layers" in key
         for o in survivors:
-            split = list(pinned) if (pinned and "pin.layers_per_stage" in key) else even_split(len(kinds), o.cfg.pp)
-            if len(split) != o.cfg.pp:
-                continue
-            vals = evaluate_int(o, stage_counts(kinds, split))
-            if any(v["mem"] > cap for s, v in enumerate(vals) if f"mem_cap[stage={s}]" in key):
-                continue
-            bounds = {r: b for r, b in cycle_bounds(problem, o).items() if r in key}
-            if any(v["cycle"] > b for v in vals for b in bounds.values()):
-                continue
-            if limit is not None and "slo.ttft_ms" in key and max(v["ttft"] for v in vals) > limit:
-                continue
-            return True
+            if pinned and "pin.layers_per_stage" in key:
+                candidates = [list(pinned)]
+            else:
+                candidates = [even_split(len(kinds), o.cfg.pp)]
+                if not even_only:
+                    filled = _memory_filled_split(o, len(kinds), cap, key)
+                    if filled is not None and filled != candidates[0]:
+                        candidates.append(filled)
+            for split in candidates:
+                if len(split) != o.cfg.pp:
+                    continue
+                vals = evaluate_int(o, stage_counts(kinds, split))
+                if any(v["mem"] > cap for s, v in enumerate(vals) if f"mem_cap[stage={s}]" in key):
+                    continue
+                bounds = {r: b for r, b in cycle_bounds(problem, o).items() if r in key}
+                if any(v["cycle"] > b for v in vals for b in bounds.values()):
+                    continue
+                if limit is not None and "slo.ttft_ms" in key and max(v["ttft"] for v in vals) > limit:
+                    continue
+                return True
         return False
 
     def feasible(self, names: list[str]) -> bool | None:
@@ -158,9 +169,53 @@ class _Oracle:
         return int(round(solver.objective_value)), built, solver
 
 
-def minimal_conflict(oracle: _Oracle, names: list[str]) -> tuple[list[str], bool]:
-    """Shrink an infeasible rule set by deletion, in :func:`_deletion_order`; returns (set, minimal)."""
-    if oracle.feasible(names) is not False:
+class _Budget(Exception):
+    """The alternative-conflict search ran out of its solve budget."""
+
+
+def _memory_filled_split(o, layers: int, cap: int, key: frozenset[str]) -> list[int] | None:
+    """A split giving each stage at most the layers its memory cap admits, excess trimmed from the fullest.
+
+    Only a candidate: the caller checks it against every rule on the integer tables.
+    """
+    per = max(o.stages[0].mem_MiB[0].values())  # the heaviest layer kind, so the count is safe
+    room = []
+    for s, st in enumerate(o.stages):
+        if f"mem_cap[stage={s}]" in key:
+            room.append(min(layers, (cap - st.mem_MiB[1]) // per) if per else layers)
+        else:
+            room.append(layers)
+    if min(room) < 1 or sum(room) < layers:
+        return None
+    split = list(room)
+    while sum(split) > layers:
+        i = max(range(len(split)), key=lambda j: (split[j], -j))
+        split[i] -= 1
+    return split
+
+
+def minimal_conflict(oracle: _Oracle, names: list[str], max_solves: int | None = None) -> tuple[list[str], bool]:
+    """Shrink an infeasible rule set by deletion, in :func:`_deletion_order`; returns (set, minimal).
+
+    With ``max_solves``, gives up (returns an empty set) once the oracle has run that many more
+    CP-SAT solves: a count, not a time, so the output never depends on the machine's load.
+    """
+    if max_solves is not None:
+        limit = oracle.solves + max_solves
+        try:
+            return _deletion(oracle, names, lambda: oracle.solves > limit)
+        except _Budget:
+            return [], False
+    return _deletion(oracle, names, lambda: False)
+
+
+def _deletion(oracle: _Oracle, names: list[str], over) -> tuple[list[str], bool]:
+    def feasible(rules):
+        if over():
+            raise _Budget
+        return oracle.feasible(rules)
+
+    if feasible(names) is not False:
         return [], False
     current = list(names)
     # A family of several rules (the memory caps of all stages) is first tried as a whole.
@@ -168,15 +223,14 @@ def minimal_conflict(oracle: _Oracle, names: list[str]) -> tuple[list[str], bool
         group = [n for n in current if n.startswith(family)]
         if len(group) > 1:
             trial = [n for n in current if n not in group]
-            if oracle.feasible(trial) is False:
+            if feasible(trial) is False:
                 current = trial
     for member in sorted(current, key=_deletion_order):
         trial = [n for n in current if n != member]
-        if oracle.feasible(trial) is False:
+        if feasible(trial) is False:
             current = trial
     # Re-check: the set is infeasible and dropping any one member makes the rest feasible.
-    ok = oracle.feasible(current) is False and all(
-        oracle.feasible([n for n in current if n != m]) is True for m in current)
+    ok = feasible(current) is False and all(feasible([n for n in current if n != m]) is True for m in current)
     return sorted(current, key=_rule_order), ok
 
 
@@ -402,7 +456,7 @@ def _attempt(problem: Problem, change: str, kind: str, size: float, update: dict
     if objective:
         inst = inst.model_copy(update={"objective": objective})
     relaxed = build_problem(inst, problem.file)
-    return _outcome(change, kind, size, plan(relaxed, params), inst.objective)
+    return _outcome(change, kind, size, plan(relaxed, params, tie_breaks=False), inst.objective)
 
 
 def _more_gpus(problem: Problem, params, gpu: Any = None, label: str | None = None) -> dict[str, Any]:
@@ -411,7 +465,7 @@ def _more_gpus(problem: Problem, params, gpu: Any = None, label: str | None = No
     GPU counts are scanned upward, each with only the configurations of exactly that count, so the
     first feasible count is the minimum and larger clusters are never enumerated.
     """
-    from .planner import plan
+    from .planner import feasible_plan
 
     cl = problem.instance.cluster
     per_node = cl.gpus_per_node if gpu is None else max(cl.gpus_per_node, 8)
@@ -424,9 +478,9 @@ def _more_gpus(problem: Problem, params, gpu: Any = None, label: str | None = No
     counts = sorted({tp * pp * dp for tp in s.tp for pp in s.pp for dp in s.dp if tp * pp * dp <= nodes * per_node})
     start = 1 if gpu else problem.ctx.hw.total_gpus + 1
     for n in (c for c in counts if c >= start):
-        res = plan(relaxed, params, only_gpus=n)
+        res = feasible_plan(relaxed, params, only_gpus=n)
         if res.placement is not None:
-            out = _outcome("", "gpus", n, res, relaxed.instance.objective)
+            out = _outcome("", "gpus", 4, res, relaxed.instance.objective)
             n_nodes = math.ceil(n / per_node)
             out["change"] = (f"use {n} x {name}" + (f" ({n_nodes} nodes of {per_node})" if n_nodes > 1 else "")
                              + (f" instead of {problem.ctx.hw.total_gpus} x {problem.ctx.hw.gpu.name}" if gpu else ""))
@@ -506,6 +560,8 @@ def repairs(problem: Problem, conflict: list[str], params) -> list[dict[str, Any
 
 def _best_slo(problem: Problem, rule: str, params) -> dict[str, Any]:
     """The best value of one target on this hardware with the other requirements kept."""
+    from .planner import plan
+
     inst = problem.instance
     field = rule.split(".", 1)[1]
     objective = {"tpot_ms": "min_tpot", "ttft_ms": "min_ttft"}.get(field, "max_throughput_per_gpu")
@@ -513,15 +569,13 @@ def _best_slo(problem: Problem, rule: str, params) -> dict[str, Any]:
         update = {"workload": inst.workload.model_copy(update={"request_rate": None, "offline": True})}
     else:
         update = {"slo": inst.slo.model_copy(update={field: None})}
-    res = _attempt(problem, "", "slo", 2.5, update, params, objective=objective)
+    relaxed = build_problem(inst.model_copy(update={**update, "objective": objective}, deep=True), problem.file)
+    result = plan(relaxed, params, tie_breaks=False)
+    res = _outcome("", "slo", 2.5, result, objective)
     if not res["verified"]:
         res["change"] = f"relax {rule}"
         return res
-    from .planner import plan
-
-    relaxed = build_problem(inst.model_copy(update={**update, "objective": objective}, deep=True), problem.file)
-    ev = plan(relaxed, params).evaluation
-    m = ev.metrics
+    m = result.evaluation.metrics
     if field == "tpot_ms":
         best, txt = m.tpot_ms, f"TPOT >= {m.tpot_ms:.2f} ms is the best possible here"
     elif field == "ttft_ms":
@@ -571,7 +625,7 @@ def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool 
         # in (split or batch), not on a pinned one.
         proof.update({"conflict": [], "conflicts": [], "minimal": True, "verified": True,
                       "summary": "the pinned fields and every requirement can hold together: the failing "
-                                 "requirements come from the fields that were filled in (split or batch); the "
+                                 "requirements come from the fields that were filled in (precision, split or batch); the "
                                  "repair below keeps every pin"})
         proof["repairs"] = [_attempt(problem, "keep the pins, let the solver choose the rest", "pin", 0, {}, params)]
         proof["diagnosis"] = {"time_s": round(time.perf_counter() - t0, 4), "solves": oracle.solves,
@@ -596,9 +650,7 @@ def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool 
     for seed, why in seeds:
         if len(conflicts) >= max_conflicts:
             break
-        if oracle.feasible(seed) is not False:
-            continue
-        more, ok = minimal_conflict(oracle, seed)
+        more, ok = minimal_conflict(oracle, seed, max_solves=MAX_ALTERNATIVE_SOLVES)
         # A long alternative (every stage's memory cap, say) reads as noise next to the first.
         if more and frozenset(more) not in seen and len(more) <= MAX_ALTERNATIVE_MEMBERS:
             seen.add(frozenset(more))

@@ -7,6 +7,7 @@ the conservative direction (demands up, capacities down). CP-SAT picks one with 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -226,13 +227,17 @@ def build_int_stages(problem: Problem, coef: StageCoefficients, units: Units) ->
     cfg, wl = coef.cfg, problem.instance.workload
     out_tok, pp, batch = wl.output_tokens, cfg.pp, coef.batch
     zscale = cfg.gpus / (batch * cfg.dp * out_tok) * units.z_per_s
-    stages = []
     kinds = problem.arch.layer_kinds()
+    # Per-layer coefficients are the same on every stage; only the stage constants differ.
+    mem_k = {k: ceil_int(coef.mem_per_layer[k] / MiB) for k in KINDS}
+    cyc_layer = {k: batch * coef.pf_work_per_layer[k] + out_tok * pp * coef.dec_per_layer[k] for k in KINDS}
+    cyc_k = {k: ceil_int(v * T) for k, v in cyc_layer.items()}
+    dec_k = {k: ceil_int(coef.dec_per_layer[k] * T) for k in KINDS}
+    z_k = {k: ceil_int(v * zscale) for k, v in cyc_layer.items()}
+    stages = []
     for s in range(pp):
         first, last = s == 0, s == pp - 1
-        mem_k = {k: ceil_int(coef.mem_per_layer[k] / MiB) for k in KINDS}
         mem_c = ceil_int(((coef.mem_first if first else 0) + (coef.mem_last if last else 0) + coef.mem_const) / MiB)
-        cyc_layer = {k: batch * coef.pf_work_per_layer[k] + out_tok * pp * coef.dec_per_layer[k] for k in KINDS}
         send_pf = 0.0 if last else coef.send_pf[s]
         send_dec = 0.0 if last else coef.send_dec[s]
         cyc_const = (batch * ((coef.pf_work_last if last else 0) + send_pf)
@@ -240,10 +245,9 @@ def build_int_stages(problem: Problem, coef: StageCoefficients, units: Units) ->
         dec_const = (coef.dec_last if last else 0) + coef.dec_const + send_dec
         stages.append(IntStage(
             mem_MiB=(mem_k, mem_c),
-            cycle_t=({k: ceil_int(v * T) for k, v in cyc_layer.items()}, ceil_int(cyc_const * T)),
-            dec_t=({k: ceil_int(coef.dec_per_layer[k] * T) for k in KINDS}, ceil_int(dec_const * T)),
-            zcost=({k: ceil_int(v * zscale) for k, v in cyc_layer.items()},
-                      ceil_int(cyc_const * zscale)),
+            cycle_t=(cyc_k, ceil_int(cyc_const * T)),
+            dec_t=(dec_k, ceil_int(dec_const * T)),
+            zcost=(z_k, ceil_int(cyc_const * zscale)),
         ))
     pf_total = sum(coef.pf_lat_per_layer[k] * kinds.count(k) for k in KINDS) + coef.pf_lat_last + sum(coef.send_pf)
     return stages, ceil_int(pf_total * T)
@@ -257,6 +261,8 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
     them so that dropping a guard makes them available again.
     """
     out: list[Option] = []
+    # Per-stage costs do not depend on dp (each replica is the same), so replicas share them.
+    shared: dict[tuple, StageCoefficients] = {}
     for cfg in configs(problem, include_illegal, only_gpus):
         for batch in batch_levels(problem, cfg):
             violations = static_violations(problem, cfg, batch)
@@ -266,16 +272,24 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
                 # What the GPU cannot do is not a requirement a person can relax; the proof's
                 # "another GPU type" repair covers it.
                 continue
-            coef = stage_coefficients(problem.ctx, cfg, batch)
+            key = (cfg.tp, cfg.pp, cfg.ep, cfg.weights, cfg.kv_cache, batch)
+            if key not in shared:
+                shared[key] = stage_coefficients(problem.ctx, cfg, batch)
+            coef = dataclasses.replace(shared[key], cfg=cfg)
             if not include_illegal and not _fits_somewhere(problem, coef):
                 continue
             out.append(Option(index=-1, cfg=cfg, batch=batch, violations=tuple(violations), coef=coef))
     out.sort(key=Option.rank_key)
     units = _units_for([o.coef for o in out], problem)
+    tables: dict[tuple, tuple[list[IntStage], int]] = {}
     for i, opt in enumerate(out):
         opt.index = i
         opt.units = units
-        opt.stages, opt.ttft_const_t = build_int_stages(problem, opt.coef, units)
+        c = opt.cfg
+        key = (c.tp, c.pp, c.ep, c.weights, c.kv_cache, opt.batch)  # the tables are dp-independent too
+        if key not in tables:
+            tables[key] = build_int_stages(problem, opt.coef, units)
+        opt.stages, opt.ttft_const_t = tables[key]
         opt.bound_violations, opt.memory_sum_exceeds = bound_violations(problem, opt)
     return out
 

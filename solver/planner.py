@@ -192,11 +192,47 @@ def _status_name(code: int) -> str:
             cp_model.MODEL_INVALID: "invalid"}.get(code, "unknown")
 
 
-def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | None = None) -> PlanResult:
+def feasible_plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | None = None) -> PlanResult:
+    """Any verified placement, not necessarily optimal (repairs ask "does this change suffice?").
+
+    The best even split, when it meets every rule, is the answer without a solve; otherwise one
+    CP-SAT feasibility solve decides. Status "feasible" or "infeasible".
+    """
+    params = params or SolveParams()
+    t0 = time.perf_counter()
+    options = [o for o in enumerate_options(problem, only_gpus=only_gpus)
+               if not o.bound_violations and not o.memory_sum_exceeds]
+    result = PlanResult(status="infeasible", options_considered=len(options), options_in_model=len(options))
+    if options:
+        hint = best_even_split(problem, options)
+        if hint is not None:
+            placement = Placement(hint[0].cfg, hint[0].batch, tuple(hint[1]))
+        else:
+            built = build_model(problem, options)
+            solver = _params(params, params.time_limit_s)
+            code = solver.solve(built.model)
+            status = _status_name(code)
+            if status not in ("optimal", "feasible"):
+                result.status = "infeasible" if status == "infeasible" else "unknown"
+                result.time_s = time.perf_counter() - t0
+                return result
+            placement = decode(built, solver)
+        ev = evaluate(problem, placement)
+        if not ev.feasible:
+            raise VerificationError(f"plan {placement} fails verification: {[r.rule for r in ev.failed()]}")
+        result.status, result.placement, result.evaluation = "feasible", placement, ev
+        result.objective = exact_objective(problem, ev)
+    result.time_s = time.perf_counter() - t0
+    return result
+
+
+def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | None = None,
+         tie_breaks: bool = True) -> PlanResult:
     """Find the best placement, proven optimal when the time allows, and verify it.
 
     ``only_gpus`` restricts the candidates to configurations of exactly that many GPUs (repairs
-    scan GPU counts upward with it).
+    scan GPU counts upward with it). Without ``tie_breaks`` only the primary objective is solved:
+    the plan is optimal, but among equal plans the choice is the solver's (still deterministic).
     """
     params = params or SolveParams()
     t0 = time.perf_counter()
@@ -236,7 +272,7 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
     bound_raw = solver.best_objective_bound
     proven = status == "optimal"
     placement = decode(built, solver)
-    if proven:
+    if proven and tie_breaks:
         # Lexicographic tie-breaks, each with the previous levels fixed (DESIGN rule 5).
         m.add(pvar <= int(round(best_raw)))
         chain = [(t, -built.objective(t[1:]) if t.startswith("-") else built.objective(t)) for t in tie_breaks]

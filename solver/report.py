@@ -287,10 +287,18 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
             out.append(f"  {k}: {v}")
     if sv and sv.get("mode") != "verify":
         out.append(h("Solver"))
-        out.append(f"  {sv.get('options_considered', 0)} candidate configurations, {sv.get('options_in_model', 0)} "
-                   f"in the model after bound pruning; CP-SAT {sv.get('ortools')}, {sv.get('workers')} worker(s), "
-                   f"seed {sv.get('seed')}; phases: "
-                   + ", ".join(f"{p['phase']} {p['status']} {p['wall_s']:.3f}s" for p in sv.get("phases", [])))
+        if not sv.get("options_considered"):
+            out.append("  no candidate configuration passes every per-configuration rule (the proof says which)")
+        else:
+            out.append(f"  {sv.get('options_considered', 0)} candidate configurations, {sv.get('options_in_model', 0)} "
+                       f"in the model after bound pruning; CP-SAT {sv.get('ortools')}, {sv.get('workers')} worker(s), "
+                       f"seed {sv.get('seed')}; phases: "
+                       + ", ".join(f"{p['phase']} {p['status']} {p['wall_s']:.3f}s" for p in sv.get("phases", [])))
+        proof = doc.get("proof") or {}
+        if proof.get("time_s") is not None:
+            diag = proof.get("diagnosis", {})
+            out.append(f"  diagnosis: {diag.get('solves', 0)} CP-SAT solves over {diag.get('options', 0)} candidates "
+                       f"({diag.get('time_s', 0):.2f} s); proof with repairs {proof['time_s']:.2f} s")
     d = doc.get("defaults") or {}
     if d:
         out.append(h("Defaults used"))

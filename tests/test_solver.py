@@ -9,7 +9,7 @@ import pytest
 
 from solver.options import enumerate_options
 from solver.physics import even_split
-from solver.planner import SolveParams, best_even_split, plan
+from solver.planner import SolveParams, best_even_split, objective_value, plan
 from solver.problem import build_problem, load_problem, parse_instance
 from tests.conftest import INSTANCES, flagship, run_cli, run_json
 
@@ -66,7 +66,9 @@ def test_uneven_split_beats_every_even_split():
     layers = list(result.placement.layers_per_stage)
     assert layers != even_split(32, 4)
     assert layers[-1] < layers[0]  # the LM head's stage carries fewer layers
-    assert grid is None or result.objective_raw < grid[2]
+    assert grid is not None
+    grid_value = objective_value(problem, grid[0].units, grid[2])
+    assert result.objective > grid_value * 1.03  # +6.2% measured; the description states it
     code, doc = run_json(str(INSTANCES / "llama8b_l4_pp4_uneven.json"))
     assert doc["launch"]["env"]["VLLM_PP_LAYER_PARTITION"] == ",".join(map(str, layers))
 
