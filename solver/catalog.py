@@ -6,7 +6,6 @@ installed package (``solver/catalog_data``), so ``pip install .`` works outside 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -321,8 +320,3 @@ def resolve_model(ref: Any, file: str | None = None, base_dir: Path | None = Non
             cfg, name=name, hf_repo=ref.hf_repo, declared_params_B=ref.declared_params_B, file=str(cfg_path)
         )
     return architecture_of(ref, file=file)
-
-
-def card_json(name: str, kind: str) -> str:
-    """The raw text of a card (for `--show-card` style output and tests)."""
-    return json.dumps(load_json(str(_card_files(kind)[name])), indent=2)

@@ -209,7 +209,10 @@ def main(paths: tuple[str, ...], strategy: str | None, objective: str | None, fm
       2  bad input (the message names the file, the JSON path, the value and what is accepted)
       3  no answer within the limits
     """
-    if len(paths) != 1 or Path(paths[0]).is_dir():
+    batch_options = check or update_expected or report_json or junit or markdown or jobs is not None \
+        or deterministic_time is not None
+    # A regression option on one file runs the batch path over that file (a batch of one).
+    if len(paths) != 1 or Path(paths[0]).is_dir() or batch_options:
         from .batch import run_batch_cli
 
         sys.exit(run_batch_cli(paths, fmt=fmt, time_limit=time_limit, seed=seed, jobs=jobs, workers=workers,

@@ -20,7 +20,6 @@ from ortools.sat.python import cp_model
 
 from .model import BuiltModel, build_model, mem_rule
 from .options import (
-    STATIC_RULES,
     MiB,
     capacity_MiB,
     cycle_bounds,
@@ -715,4 +714,4 @@ def render_proof(proof: dict[str, Any], md: bool = False) -> str:
     return "\n".join(out)
 
 
-__all__ = ["diagnose", "render_proof", "minimal_conflict", "lower_bounds", "STATIC_RULES", "mem_rule"]
+__all__ = ["diagnose", "render_proof", "minimal_conflict", "lower_bounds", "mem_rule"]

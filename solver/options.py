@@ -16,7 +16,6 @@ from .physics import (
     Config,
     StageCoefficients,
     kv_dtype_supported,
-    param_counts,
     stage_coefficients,
     weight_dtype_supported,
 )
@@ -360,8 +359,3 @@ def bound_violations(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool
 def capacity_MiB(problem: Problem) -> int:
     """Usable memory per GPU in MiB, rounded down."""
     return int(math.floor(problem.ctx.capacity_bytes / MiB))
-
-
-def total_params(problem: Problem) -> float:
-    """Whole-model parameter count."""
-    return param_counts(problem.arch).total

@@ -365,10 +365,6 @@ class Hardware:
     def total_gpus(self) -> int:
         return self.gpus_per_node * self.nodes
 
-    @property
-    def usable_memory_GiB(self) -> float:
-        return self.gpu.memory_GiB
-
 
 @dataclass(frozen=True)
 class Context:

@@ -16,9 +16,6 @@ JSON_SCHEMA_VERSION = 1
 # Launch commands
 # ---------------------------------------------------------------------------------------------
 
-_VLLM_QUANT = {"fp8": "fp8", "int8": None, "int4": None, "fp4": None}
-
-
 def launch_commands(problem: Problem, placement: Placement) -> dict[str, Any]:
     """vLLM and SGLang command lines for ``placement`` (with VLLM_PP_LAYER_PARTITION when uneven)."""
     a, inst = problem.arch, problem.instance

@@ -14,7 +14,6 @@ from .physics import (
     GiB,
     Metrics,
     even_split,
-    kv_bytes_per_token_layer,
     peak_tflops,
     serving_metrics,
     stage_coefficients,
@@ -276,12 +275,3 @@ def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
 
 def _widest(choices: list[str]) -> str:
     return min(choices, key=WEIGHT_DTYPES.index)
-
-
-def kv_budget_statement(problem: Problem, placement: Placement) -> str:
-    """How the KV cache was sized, in numbers (for the report)."""
-    a, wl = problem.arch, problem.instance.workload
-    per_tok = kv_bytes_per_token_layer(a, placement.cfg.kv_cache, placement.cfg.tp)
-    seq = wl.input_tokens + wl.output_tokens
-    return (f"KV cache sized for {placement.batch} sequences x {seq} tokens (input {wl.input_tokens} + output "
-            f"{wl.output_tokens}) x {per_tok:,.0f} bytes per token per layer per GPU")

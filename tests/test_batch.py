@@ -420,3 +420,11 @@ def test_collect_is_sorted_and_not_recursive(tmp_path):
     assert code == 0  # the missing file is one error row; without --check the run itself succeeds
     code, _, err = run_cli(str(tmp_path / "empty"))
     assert code == 2 and "no *.json instance" in err
+
+
+def test_one_file_with_a_batch_option_runs_as_a_batch_of_one():
+    from tests.conftest import INSTANCES, run_cli
+
+    code, out, _ = run_cli(str(INSTANCES / "llama8b_4_l4.json"), "--check")
+    assert code == 0
+    assert "verdict" in out and "1 instance(s)" in out and "pass" in out
