@@ -22,7 +22,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check solver tests benchmarks
-	$(BIN)/ruff format --check solver tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fidelity.py

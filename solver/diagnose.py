@@ -21,10 +21,7 @@ from ortools.sat.python import cp_model
 from .model import BuiltModel, build_model, mem_rule
 from .options import (
     MiB,
-    capacity_MiB,
-    cycle_bounds,
     enumerate_options,
-    ttft_limit,
 )
 from .physics import (
     COMPUTE_DTYPE,
@@ -100,41 +97,10 @@ class _Oracle:
         return [o for o, v in zip(self.options, self.violations, strict=True) if not (v & key)]
 
     def witness(self, key: frozenset[str], survivors: list) -> bool:
-        """A candidate whose even (or pinned) split meets every rule of ``key``: feasibility without a solve.
+        """A candidate split that meets every rule of ``key``: feasibility without a solve."""
+        from .planner import witness
 
-        Checked on the same integer tables the model uses, so a witness is a model solution.
-        """
-        from .physics import even_split, stage_counts
-        from .planner import evaluate_int
-
-        problem = self.problem
-        kinds = problem.arch.layer_kinds()
-        cap = capacity_MiB(problem)
-        limit = ttft_limit(problem, self.options[0].units)
-        pinned = problem.pins.layers_per_stage
-        even_only = not problem.search.uneven_layers and "search.uneven_layers" in key
-        for o in survivors:
-            if pinned and "pin.layers_per_stage" in key:
-                candidates = [list(pinned)]
-            else:
-                candidates = [even_split(len(kinds), o.cfg.pp)]
-                if not even_only:
-                    filled = _memory_filled_split(o, len(kinds), cap, key)
-                    if filled is not None and filled != candidates[0]:
-                        candidates.append(filled)
-            for split in candidates:
-                if len(split) != o.cfg.pp:
-                    continue
-                vals = evaluate_int(o, stage_counts(kinds, split))
-                if any(v["mem"] > cap for s, v in enumerate(vals) if f"mem_cap[stage={s}]" in key):
-                    continue
-                bounds = {r: b for r, b in cycle_bounds(problem, o).items() if r in key}
-                if any(v["cycle"] > b for v in vals for b in bounds.values()):
-                    continue
-                if limit is not None and "slo.ttft_ms" in key and max(v["ttft"] for v in vals) > limit:
-                    continue
-                return True
-        return False
+        return witness(self.problem, survivors, key) is not None
 
     def feasible(self, names: list[str]) -> bool | None:
         """True / False, or None when the time limit left it open."""
@@ -170,27 +136,6 @@ class _Oracle:
 
 class _Budget(Exception):
     """The alternative-conflict search ran out of its solve budget."""
-
-
-def _memory_filled_split(o, layers: int, cap: int, key: frozenset[str]) -> list[int] | None:
-    """A split giving each stage at most the layers its memory cap admits, excess trimmed from the fullest.
-
-    Only a candidate: the caller checks it against every rule on the integer tables.
-    """
-    per = max(o.stages[0].mem_MiB[0].values())  # the heaviest layer kind, so the count is safe
-    room = []
-    for s, st in enumerate(o.stages):
-        if f"mem_cap[stage={s}]" in key:
-            room.append(min(layers, (cap - st.mem_MiB[1]) // per) if per else layers)
-        else:
-            room.append(layers)
-    if min(room) < 1 or sum(room) < layers:
-        return None
-    split = list(room)
-    while sum(split) > layers:
-        i = max(range(len(split)), key=lambda j: (split[j], -j))
-        split[i] -= 1
-    return split
 
 
 def minimal_conflict(oracle: _Oracle, names: list[str], max_solves: int | None = None) -> tuple[list[str], bool]:
@@ -266,7 +211,11 @@ def _rule_order(name: str) -> tuple:
 def _static_statement(problem: Problem, rule: str) -> str:
     a, hw, inst, pins = problem.arch, problem.ctx.hw, problem.instance, problem.pins
     if rule == "gpu_count":
-        return f"the cluster has {hw.total_gpus} GPU(s) ({hw.nodes} node(s) x {hw.gpus_per_node}): tp x pp x dp <= {hw.total_gpus}"
+        fits = sorted({(tp, pp, dp) for tp in problem.search.tp for pp in problem.search.pp for dp in problem.search.dp
+                       if tp * pp * dp <= hw.total_gpus})
+        shown = ", ".join(f"tp={t} pp={p} dp={d}" for t, p, d in fits[:6]) + (" ..." if len(fits) > 6 else "")
+        return (f"the cluster has {hw.total_gpus} GPU(s) ({hw.nodes} node(s) x {hw.gpus_per_node}): tp x pp x dp <= "
+                f"{hw.total_gpus} allows only {shown}")
     if rule == "tp_within_node":
         return f"a TP group must sit inside one node of {hw.gpus_per_node} GPU(s): tp divides {hw.gpus_per_node}"
     if rule == "heads_divisible":
@@ -358,12 +307,12 @@ def certificate(problem: Problem, oracle: _Oracle, conflict: list[str]) -> list[
             if best is None:
                 entry["statement"] = f"stage {s} must fit in {lim_txt}"
             else:
-                entry["statement"] = (f"stage {s} must fit in {lim_txt}; with the other requirements of this set, "
+                entry["statement"] = (f"stage {s} must fit in {lim_txt}; with only the other members of this set enforced, "
                                       f"the lightest stage {s} needs {best:.2f} GiB ({_describe_plan(built, solver)})")
         elif rule == "gpu_count":
             entry["statement"] = _static_statement(problem, rule)
             if best is not None:
-                entry["statement"] += (f"; the other requirements of this set need at least {best:.0f} GPUs "
+                entry["statement"] += (f"; drop it and the rest of this set holds with {best:.0f} GPUs at the fewest "
                                        f"({_describe_plan(built, solver)})")
         else:
             unit = _UNITS[quantity]
@@ -373,7 +322,7 @@ def certificate(problem: Problem, oracle: _Oracle, conflict: list[str]) -> list[
                 entry["statement"] = f"{target}"
             else:
                 word = "lowest" if sense == "<=" else "highest"
-                entry["statement"] = (f"{target}; with the other requirements of this set the {word} achievable is "
+                entry["statement"] = (f"{target}; with only the other members of this set enforced, the {word} achievable is "
                                       f"{best:,.2f} {unit} ({_describe_plan(built, solver)})")
         out.append(entry)
     return out
@@ -440,7 +389,7 @@ def _outcome(change: str, kind: str, size: float, res, objective: str) -> dict[s
     m = res.evaluation.metrics
     return {"change": change, "kind": kind, "size": size, "verified": True,
             "result": (f"feasible: tp={st['tp']} pp={st['pp']} dp={st['dp']} ep={st['ep']} {st['weights']}/"
-                       f"{st['kv_cache']}, layers {layers}; {m.output_tokens_per_s_per_gpu:,.0f} tok/s per GPU, "
+                       f"{st['kv_cache']}, layers {layers}; {m.output_tokens_per_s_per_gpu:,.3g} tok/s per GPU, "
                        f"TTFT {m.ttft_ms:,.0f} ms, TPOT {m.tpot_ms:.1f} ms"),
             "strategy": st, "layers_per_stage": list(res.placement.layers_per_stage),
             "objective": res.objective, "objective_unit": OBJECTIVE_UNITS[objective]}
@@ -518,7 +467,16 @@ def repairs(problem: Problem, conflict: list[str], params) -> list[dict[str, Any
         for w in ("fp8", "int8", "int4", "fp4"):
             if w not in allowed and weight_dtype_supported(gpu, w):
                 prec = inst.precision.model_copy(update={"weights": [*inst.precision.weights, w]})
-                out.append(_attempt(problem, f"allow {w} weights", "precision", 3, {"precision": prec}, params))
+                alone = _attempt(problem, f"allow {w} weights", "precision", 3, {"precision": prec}, params)
+                out.append(alone)
+                if not alone["verified"] and "gpu_count" in conflict and pins.is_empty():
+                    # The precision does not suffice alone: how few GPUs of this type would do with it.
+                    lighter = build_problem(inst.model_copy(update={"precision": prec}, deep=True), problem.file)
+                    both = _more_gpus(lighter, params)
+                    if both["verified"]:
+                        both["change"] = f"allow {w} weights and {both['change']}"
+                        both["kind"], both["size"] = "precision+gpus", 4.5
+                        out.append(both)
         if "fp8" not in inst.precision.kv_cache and gpu.family != "turing":
             prec = inst.precision.model_copy(update={"kv_cache": [*inst.precision.kv_cache, "fp8"]})
             out.append(_attempt(problem, "allow an fp8 KV cache", "precision", 3, {"precision": prec}, params))

@@ -192,6 +192,67 @@ def _status_name(code: int) -> str:
             cp_model.MODEL_INVALID: "invalid"}.get(code, "unknown")
 
 
+def _memory_filled_split(o: Option, layers: int, cap: int, rules: frozenset[str] | None) -> list[int] | None:
+    """A split giving each stage at most the layers its memory cap admits, excess trimmed from the fullest.
+
+    Only a candidate: :func:`witness` checks it against every rule on the integer tables.
+    """
+    per = max(o.stages[0].mem_MiB[0].values())  # the heaviest layer kind, so the count is safe
+    room = []
+    for s, st in enumerate(o.stages):
+        if rules is None or f"mem_cap[stage={s}]" in rules:
+            room.append(min(layers, (cap - st.mem_MiB[1]) // per) if per else layers)
+        else:
+            room.append(layers)
+    if min(room) < 1 or sum(room) < layers:
+        return None
+    split = list(room)
+    while sum(split) > layers:
+        i = max(range(len(split)), key=lambda j: (split[j], -j))
+        split[i] -= 1
+    return split
+
+
+def witness(problem: Problem, options: list[Option], rules: frozenset[str] | None = None
+            ) -> tuple[Option, list[int]] | None:
+    """A candidate and a split meeting every rule (of ``rules`` when given): feasibility without a solve.
+
+    Tries the engine's even split and a memory-filled split per candidate, checked on the same
+    integer tables the CP-SAT model uses, so a witness is a model solution. None when none is found
+    (which proves nothing: the solver decides then).
+    """
+    from .options import capacity_MiB, cycle_bounds, ttft_limit
+
+    kinds = problem.arch.layer_kinds()
+    cap = capacity_MiB(problem)
+    enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
+    pinned = problem.pins.layers_per_stage
+    even_only = not problem.search.uneven_layers and enforce("search.uneven_layers")
+    for o in options:
+        if pinned is not None and enforce("pin.layers_per_stage"):
+            candidates = [list(pinned)]
+        else:
+            candidates = [even_split(len(kinds), o.cfg.pp)]
+            if not even_only:
+                filled = _memory_filled_split(o, len(kinds), cap, rules)
+                if filled is not None and filled != candidates[0]:
+                    candidates.append(filled)
+        limit = ttft_limit(problem, o.units)
+        bounds = {r: b for r, b in cycle_bounds(problem, o).items() if enforce(r)}
+        for split in candidates:
+            if len(split) != o.cfg.pp:
+                continue
+            vals = evaluate_int(o, stage_counts(kinds, split))
+            if any(v["mem"] > cap for s, v in enumerate(vals) if enforce(f"mem_cap[stage={s}]")):
+                continue
+            if any(v["cycle"] > b for v in vals for b in bounds.values()):
+                continue
+            if limit is not None and enforce("slo.ttft_ms") and max(v["ttft"] for v in vals) > limit:
+                continue
+            return o, split
+    return None
+
+
 def feasible_plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | None = None) -> PlanResult:
     """Any verified placement, not necessarily optimal (repairs ask "does this change suffice?").
 
@@ -204,7 +265,7 @@ def feasible_plan(problem: Problem, params: SolveParams | None = None, only_gpus
                if not o.bound_violations and not o.memory_sum_exceeds]
     result = PlanResult(status="infeasible", options_considered=len(options), options_in_model=len(options))
     if options:
-        hint = best_even_split(problem, options)
+        hint = best_even_split(problem, options) or witness(problem, options)
         if hint is not None:
             placement = Placement(hint[0].cfg, hint[0].batch, tuple(hint[1]))
         else:
