@@ -60,6 +60,7 @@ class Architecture:
     shared_intermediate: int = 0
     router_bias: bool = False
     moe_layers: tuple[bool, ...] = field(default=())
+    max_position_embeddings: int = 0  # the model's context window (0 when the config does not say)
     declared_params_B: float | None = None
     declared_active_params_B: float | None = None
 
@@ -120,10 +121,15 @@ def architecture_from_config(
     hidden = g("hidden_size")
     layers = g("num_hidden_layers")
     heads = g("num_attention_heads")
-    if hidden == 0 or layers == 0 or heads == 0:
-        raise InputError(file, f"{prefix}.hidden_size" if prefix else "hidden_size", hidden,
-                         "hidden_size, num_hidden_layers and num_attention_heads must be positive")
+    for key, value in (("hidden_size", hidden), ("num_hidden_layers", layers), ("num_attention_heads", heads)):
+        if value == 0:
+            raise InputError(file, f"{prefix}.{key}" if prefix else key, value, "must be a positive integer")
     kv_heads = g("num_key_value_heads", heads)
+    if arch != "DeepseekV3ForCausalLM" and (kv_heads == 0 or heads % kv_heads):
+        path = f"{prefix}.num_key_value_heads" if prefix else "num_key_value_heads"
+        raise InputError(file, path, kv_heads,
+                         f"grouped-query attention needs KV heads that divide the {heads} attention heads "
+                         f"(accepted: {[d for d in range(1, heads + 1) if heads % d == 0]})")
     head_dim = g("head_dim", hidden // heads)
     tie = bool(cfg.get("tie_word_embeddings", False))
     common: dict[str, Any] = dict(
@@ -138,6 +144,7 @@ def architecture_from_config(
         intermediate=g("intermediate_size", 0),
         vocab=g("vocab_size"),
         tie_embeddings=tie,
+        max_position_embeddings=g("max_position_embeddings", 0),
         declared_params_B=declared_params_B,
         declared_active_params_B=declared_active_params_B,
     )

@@ -25,6 +25,8 @@ _STRATEGY_KEYS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "layers": "lay
 def parse_strategy(text: str) -> dict[str, Any]:
     """``tp=2,pp=4,layers=19+21+21+19,weights=fp8,kv=fp8,batch=64`` -> strategy pin fields."""
     out: dict[str, Any] = {}
+    if not text.strip():
+        raise InputError("--strategy", "", text, f"empty; give key=value pairs, keys: {', '.join(sorted(_STRATEGY_KEYS))}")
     for part in filter(None, (p.strip() for p in text.split(","))):
         if "=" not in part:
             raise InputError("--strategy", part, part, f"expected key=value; keys: {', '.join(sorted(_STRATEGY_KEYS))}")
@@ -35,6 +37,8 @@ def parse_strategy(text: str) -> dict[str, Any]:
 
             raise InputError("--strategy", key, value,
                              f"unknown key '{key}'{closest(key, _STRATEGY_KEYS)} (keys: {', '.join(sorted(_STRATEGY_KEYS))})")
+        if field in out:
+            raise InputError("--strategy", key, value, f"{key} is given twice")
         if field in ("weights", "kv_cache"):
             accepted = WEIGHT_DTYPES if field == "weights" else KV_DTYPES
             if value not in accepted:
@@ -85,8 +89,14 @@ def solve_document(path: str, strategy: str | None = None, objective: str | None
     params = SolveParams(time_limit_s=time_limit, workers=workers, seed=seed, deterministic_time=deterministic_time)
     if strategy is not None:
         pins = {**inst.strategy.model_dump(exclude_none=True), **parse_strategy(strategy)}
-        inst = parse_instance({**data, "strategy": pins, **({"objective": objective} if objective else {})}, path)
-        return _verify_strategy(build_problem(inst, path), params)
+        try:
+            inst = parse_instance({**data, "strategy": pins, **({"objective": objective} if objective else {})}, path)
+            problem = build_problem(inst, path)
+        except InputError as err:
+            if err.path.startswith("strategy"):  # the value came from the command line
+                raise InputError("--strategy", err.path.removeprefix("strategy."), err.value, err.accepted) from None
+            raise
+        return _verify_strategy(problem, params)
     problem = build_problem(inst, path)
     result = plan(problem, params)
     solver_info = {
@@ -94,7 +104,7 @@ def solve_document(path: str, strategy: str | None = None, objective: str | None
         "time_s": round(result.time_s, 4),
         "objective": None if result.objective is None else round(result.objective, 6),
         "objective_unit": OBJECTIVE_UNITS[problem.instance.objective],
-        "bound": None if result.bound is None else round(result.bound, 6),
+        "bound": None if result.bound is None else round(_bound_side(problem, result), 6),
         "gap": None if result.gap is None else round(result.gap, 8),
         "ortools": _ortools_version(),
         "workers": workers,
@@ -114,6 +124,17 @@ def solve_document(path: str, strategy: str | None = None, objective: str | None
         proof = diagnose(problem, params)
         return EXIT_INFEASIBLE, document(problem, "infeasible", None, solver_info, proof=proof, extra=extra)
     return EXIT_UNKNOWN, document(problem, "unknown", None, solver_info, extra=extra)
+
+
+def _bound_side(problem, result) -> float:
+    """The bound in user units, never on the wrong side of the exact objective.
+
+    The bound is the model's (integer tables rounded up); the objective is the exact physics. They
+    differ by the rounding, which could put a maximisation's bound below its objective.
+    """
+    if problem.instance.objective == "max_throughput_per_gpu":
+        return max(result.bound, result.objective)
+    return min(result.bound, result.objective)
 
 
 def _verify_strategy(problem, params) -> tuple[int, dict[str, Any]]:
@@ -172,8 +193,9 @@ def _compare_with_optimum(problem, ev, params) -> dict[str, Any]:
               default=None, help="Override the instance's objective.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Write the report to FILE.")
-@click.option("--time-limit", type=float, default=60.0, show_default=True, help="Wall-clock seconds per instance.")
-@click.option("--workers", type=int, default=1, show_default=True,
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Wall-clock seconds for each CP-SAT solve.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="CP-SAT workers (1 is deterministic; more is faster on big instances).")
 @click.option("--seed", type=int, default=0, show_default=True, help="CP-SAT random seed.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
@@ -229,7 +251,11 @@ def main(paths: tuple[str, ...], strategy: str | None, objective: str | None, fm
         sys.exit(EXIT_BAD_INPUT)
     text = to_json(doc) + "\n" if fmt == "json" else render_text(doc, md=(fmt == "markdown"))
     if out_file:
-        Path(out_file).write_text(text, encoding="utf-8")
+        try:
+            Path(out_file).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"error: --out {out_file}: cannot write the report ({exc.strerror})", err=True)
+            sys.exit(EXIT_BAD_INPUT)
     else:
         click.echo(text, nl=False)
     sys.exit(code)

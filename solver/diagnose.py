@@ -388,7 +388,7 @@ def _outcome(change: str, kind: str, size: float, res, objective: str) -> dict[s
     layers = "+".join(map(str, res.placement.layers_per_stage))
     m = res.evaluation.metrics
     return {"change": change, "kind": kind, "size": size, "verified": True,
-            "result": (f"feasible: tp={st['tp']} pp={st['pp']} dp={st['dp']} ep={st['ep']} {st['weights']}/"
+            "result": (f"feasible, for example: tp={st['tp']} pp={st['pp']} dp={st['dp']} ep={st['ep']} {st['weights']}/"
                        f"{st['kv_cache']}, layers {layers}; {m.output_tokens_per_s_per_gpu:,.3g} tok/s per GPU, "
                        f"TTFT {m.ttft_ms:,.0f} ms, TPOT {m.tpot_ms:.1f} ms"),
             "strategy": st, "layers_per_stage": list(res.placement.layers_per_stage),
@@ -440,8 +440,6 @@ def _more_gpus(problem: Problem, params, gpu: Any = None, label: str | None = No
 
 def repairs(problem: Problem, conflict: list[str], params) -> list[dict[str, Any]]:
     """Verified changes that make the instance feasible, smallest first."""
-    from .catalog import known_gpus, resolve_gpu
-
     inst = problem.instance
     out: list[dict[str, Any]] = []
     pins = problem.pins
@@ -453,10 +451,21 @@ def repairs(problem: Problem, conflict: list[str], params) -> list[dict[str, Any
                 new_pins = new_pins.model_copy(update={"layers_per_stage": None})
             out.append(_attempt(problem, f"drop the pinned {key}={getattr(pins, key)}", "pin", 1,
                                 {"strategy": new_pins}, params))
-    if any(r.startswith("pin.") for r in conflict) and sum(1 for r in conflict if r.startswith("pin.")) > 1:
+    if any(r.startswith("pin.") for r in conflict):
         from .schema import StrategyPins
 
-        out.append(_attempt(problem, "drop every pinned field", "pin", 2, {"strategy": StrategyPins()}, params))
+        unpinned = _attempt(problem, "drop every pinned field", "pin", 2, {"strategy": StrategyPins()}, params)
+        if sum(1 for r in conflict if r.startswith("pin.")) > 1 or not unpinned["verified"]:
+            out.append(unpinned)
+        if not unpinned["verified"] and ("gpu_count" in conflict or any(r.startswith("mem_cap") for r in conflict)):
+            # Even without the pins the cluster is too small: the fewest GPUs, and another type.
+            free = build_problem(problem.instance.model_copy(update={"strategy": StrategyPins()}, deep=True),
+                                 problem.file)
+            more = _more_gpus(free, params)
+            if more["verified"]:
+                more["change"] = f"drop the pins and {more['change']}"
+                out.append(more)
+            out.extend(_other_gpu_types(free, params, prefix="drop the pins; "))
     slo_targets = [r for r in conflict if r.startswith("slo.") or r == "workload.request_rate"]
     for rule in slo_targets:
         out.append(_best_slo(problem, rule, params))
@@ -494,25 +503,31 @@ def repairs(problem: Problem, conflict: list[str], params) -> list[dict[str, Any
         out.append(_attempt(problem, "allow uneven layers per stage", "search", 2, {"search": search}, params))
     if heavy and pins.is_empty():
         out.append(_more_gpus(problem, params))
-        alternatives = []
-        for name in known_gpus():
-            if name == problem.ctx.hw.gpu.name:
-                continue
-            alt = _more_gpus(problem, params, gpu=name, label=name)
-            if alt["verified"]:
-                alternatives.append(alt)
-        alternatives.sort(key=lambda r: (r["gpus"], resolve_gpu(r["change"].split(" x ")[1].split()[0]).memory_GiB))
-        if alternatives:
-            best = alternatives[0]
-            best["kind"] = "gpu_type"
-            best["size"] = 5
-            best["change"] = "another GPU type: " + best["change"]
-            best["alternatives"] = [a["change"] for a in alternatives[1:4]]
-            out.append(best)
+        out.extend(_other_gpu_types(problem, params))
     verified = [r for r in out if r["verified"]]
     failed = [r for r in out if not r["verified"]]
     verified.sort(key=lambda r: (r["size"], r.get("gpus", 0)))
     return verified + failed
+
+
+def _other_gpu_types(problem: Problem, params, prefix: str = "") -> list[dict[str, Any]]:
+    """The catalog GPU type needing the fewest GPUs (the next three listed as alternatives)."""
+    from .catalog import known_gpus, resolve_gpu
+
+    alternatives = []
+    for name in known_gpus():
+        if name == problem.ctx.hw.gpu.name:
+            continue
+        alt = _more_gpus(problem, params, gpu=name, label=name)
+        if alt["verified"]:
+            alternatives.append((alt["gpus"], resolve_gpu(name).memory_GiB, name, alt))
+    if not alternatives:
+        return []
+    alternatives.sort(key=lambda t: t[:3])
+    best = alternatives[0][3]
+    best.update(kind="gpu_type", size=5, change=f"{prefix}another GPU type: {best['change']}",
+                alternatives=[a[3]["change"] for a in alternatives[1:4]])
+    return [best]
 
 
 def _best_slo(problem: Problem, rule: str, params) -> dict[str, Any]:
@@ -648,8 +663,18 @@ def render_proof(proof: dict[str, Any], md: bool = False) -> str:
         head = "These requirements cannot all hold" if k == 0 else f"Also ({conflict['context']}): these cannot all hold"
         out.append(f"  {head} (a minimal set: drop any one and the rest can hold"
                    + ("; checked" if conflict["minimal"] else "; minimality NOT confirmed") + "):")
-        for i, c in enumerate(conflict["members"], 1):
+        members = conflict["members"]
+        caps = [c for c in members if c["rule"].startswith("mem_cap")]
+        shown = members if len(caps) <= 3 else [c for c in members if not c["rule"].startswith("mem_cap")]
+        for i, c in enumerate(shown, 1):
             out.append(f"  {i}. [{c['rule']}] {c['statement']}")
+        if len(caps) > 3:
+            stages = [int(c["rule"].split("=")[1].rstrip("]")) for c in caps]
+            worst = max((c["numbers"].get("best_with_others") or 0, c["rule"]) for c in caps)
+            out.append(f"  {len(shown) + 1}. [mem_cap[stage={min(stages)}..{max(stages)}]] every one of these "
+                       f"{len(caps)} stages must fit in usable {caps[0]['numbers']['limit']:.2f} GiB per GPU; "
+                       f"with the other members enforced, the lightest placement still needs "
+                       f"{worst[0]:.2f} GiB on {worst[1][8:-1].replace('=', ' ')} (each stage's figure is in the JSON proof)")
     lb = proof.get("lower_bounds") or {}
     if lb:
         out.append(h("Bounds from the physics (hold for every configuration)"))

@@ -22,6 +22,8 @@ class InputError(Exception):
 
     def _render(self) -> str:
         where = f"{self.file}: " if self.file else ""
+        if not self.path and self.value is None:  # a file-level problem: no field, no value
+            return f"{where}{self.accepted}"
         at = f"at `{self.path}`" if self.path else "at the top level"
         value = _short(self.value)
         return f"{where}{at}: value {value}: {self.accepted}"
@@ -123,7 +125,7 @@ def from_validation_error(err: ValidationError, model: type[BaseModel], file: st
 def load_json(path: str) -> Any:
     """Read a JSON file, raising :class:`InputError` for a missing file or invalid JSON."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # tolerate a byte-order mark
             text = fh.read()
     except FileNotFoundError:
         raise InputError(path, "", None, "file not found") from None

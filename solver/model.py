@@ -67,6 +67,12 @@ class BuiltModel:
         if name == "gpus":
             var = m.new_int_var(0, max((o.cfg.gpus for o in self.options), default=0), "obj_gpus")
             m.add(var == sum(o.cfg.gpus * lit for o, lit in pairs))
+        elif name == "mem_max":  # the fullest stage's memory (MiB): less is more headroom
+            kinds = self.problem.arch.layer_kinds()
+            var = m.new_int_var(0, _upper_bound(self.options, "mem[0]", kinds), "obj_mem_max")
+            for o, lit in pairs:
+                for s in range(o.cfg.pp):
+                    m.add(var >= _stage_quantity(self.problem, o, s, "mem[0]", self.counts[s])).only_enforce_if(lit)
         else:
             kinds = self.problem.arch.layer_kinds()
             var = m.new_int_var(0, _upper_bound(self.options, name, kinds), f"obj_{name}")

@@ -88,8 +88,9 @@ STATIC_RULES = (
 )
 
 
-# Rules that state what the hardware cannot do: never relaxed in a diagnosis.
-HARDWARE_FACTS = frozenset({"weights_supported", "kv_cache_supported"})
+# Rules that state what cannot be changed by asking (the hardware's dtypes, a stage needs a layer):
+# never relaxed in a diagnosis, so their candidates are left out of it.
+HARDWARE_FACTS = frozenset({"weights_supported", "kv_cache_supported", "pp_within_layers"})
 
 
 def ceil_int(x: float) -> int:
@@ -173,14 +174,21 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
     return out
 
 
-def batch_levels(problem: Problem, cfg: Config) -> list[int]:
-    """Batch sizes per replica to consider for ``cfg``."""
+def batch_levels(problem: Problem, cfg: Config, include_illegal: bool = False) -> list[int]:
+    """Batch sizes per replica to consider for ``cfg``.
+
+    A pinned batch is the only level of a solve; a diagnosis keeps the free levels too (they break
+    the pin), so that dropping the pin can be told apart from raising the engine's cap.
+    """
     wl, cap = problem.instance.workload, problem.instance.limits.max_num_seqs
-    if problem.pins.max_num_seqs is not None:
-        return [problem.pins.max_num_seqs]
     if wl.mode == "concurrency":
-        return [math.ceil(wl.concurrency / cfg.dp)]
-    return sorted({b for b in BATCH_LEVELS if b <= cap} | {cap})
+        free = [math.ceil(wl.concurrency / cfg.dp)]
+    else:
+        free = sorted({b for b in BATCH_LEVELS if b <= cap} | {cap})
+    pinned = problem.pins.max_num_seqs
+    if pinned is None:
+        return free
+    return sorted({pinned, *free}) if include_illegal else [pinned]
 
 
 def _fits_somewhere(problem: Problem, coef: StageCoefficients) -> bool:
@@ -263,7 +271,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
     # Per-stage costs do not depend on dp (each replica is the same), so replicas share them.
     shared: dict[tuple, StageCoefficients] = {}
     for cfg in configs(problem, include_illegal, only_gpus):
-        for batch in batch_levels(problem, cfg):
+        for batch in batch_levels(problem, cfg, include_illegal):
             violations = static_violations(problem, cfg, batch)
             if violations and not include_illegal:
                 continue
@@ -279,10 +287,20 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
                 continue
             out.append(Option(index=-1, cfg=cfg, batch=batch, violations=tuple(violations), coef=coef))
     out.sort(key=Option.rank_key)
-    units = _units_for([o.coef for o in out], problem)
-    tables: dict[tuple, tuple[list[IntStage], int]] = {}
     for i, opt in enumerate(out):
         opt.index = i
+    return with_units(problem, out)
+
+
+def with_units(problem: Problem, options: list[Option]) -> list[Option]:
+    """(Re)build the integer tables of ``options`` at the finest units their magnitudes allow.
+
+    The planner calls it again after pruning: the options left are close to the optimum, so the
+    units get finer and the rounding smaller than over every candidate of a large cluster.
+    """
+    units = _units_for([o.coef for o in options], problem)
+    tables: dict[tuple, tuple[list[IntStage], int]] = {}
+    for opt in options:
         opt.units = units
         c = opt.cfg
         key = (c.tp, c.pp, c.ep, c.weights, c.kv_cache, opt.batch)  # the tables are dp-independent too
@@ -290,7 +308,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
             tables[key] = build_int_stages(problem, opt.coef, units)
         opt.stages, opt.ttft_const_t = tables[key]
         opt.bound_violations, opt.memory_sum_exceeds = bound_violations(problem, opt)
-    return out
+    return options
 
 
 def cycle_bounds(problem: Problem, opt: Option) -> dict[str, int]:

@@ -118,6 +118,12 @@ def _check_search(inst: Instance, arch: Architecture, space: SearchSpace, file: 
                              f"accepted: {[d for d in range(1, arch.heads + 1) if arch.heads % d == 0 and d <= 64]}")
     if inst.search.ep and not arch.is_moe and any(e > 1 for e in inst.search.ep):
         raise InputError(file, "search.ep", inst.search.ep, f"{arch.name} is dense; expert parallelism needs an MoE model")
+    window = arch.max_position_embeddings
+    if window and inst.workload.model_len > window:
+        path = "workload.max_model_len" if inst.workload.max_model_len else "workload.input_tokens"
+        raise InputError(file, path, inst.workload.model_len,
+                         f"exceeds {arch.name}'s context window of {window} tokens (max_position_embeddings); "
+                         "engines refuse a longer --max-model-len")
     pins = inst.strategy
     if pins.layers_per_stage is not None and sum(pins.layers_per_stage) != arch.layers:
         raise InputError(file, "strategy.layers_per_stage", pins.layers_per_stage,

@@ -28,7 +28,14 @@ def launch_commands(problem: Problem, placement: Placement) -> dict[str, Any]:
     if cfg.ep > 1:
         v.append("--enable-expert-parallel")
     v += [f"--max-model-len {inst.workload.model_len}", f"--max-num-seqs {placement.batch}",
+          f"--max-num-batched-tokens {inst.limits.max_num_batched_tokens}",
           f"--gpu-memory-utilization {inst.limits.memory_utilization:g}"]
+    gpu = problem.ctx.hw.gpu
+    no_bf16 = gpu.dense_TFLOPS.bf16 is None
+    if no_bf16 and (cfg.weights == "bf16" or cfg.kv_cache == "bf16"):
+        # The cost model computes BF16 at the FP16 peak on such GPUs; the engine must be told.
+        v.append("--dtype half")
+        notes.append(f"{gpu.name} has no BF16: the model is served in FP16 (--dtype half), as costed")
     if cfg.kv_cache == "fp8":
         v.append("--kv-cache-dtype fp8")
     if cfg.weights == "fp8":
@@ -37,7 +44,7 @@ def launch_commands(problem: Problem, placement: Placement) -> dict[str, Any]:
         kind = {"int8": "W8A8 INT8", "int4": "AWQ/GPTQ INT4", "fp4": "NVFP4"}[cfg.weights]
         notes.append(f"{cfg.weights} weights: serve a {kind} checkpoint of {repo} (the engine reads its quantization "
                      "from the checkpoint)")
-    elif cfg.weights == "fp16":
+    elif cfg.weights == "fp16" and not no_bf16:
         v.append("--dtype float16")
     env: dict[str, str] = {}
     if cfg.pp > 1 and layers != even_split(a.layers, cfg.pp):
@@ -45,6 +52,8 @@ def launch_commands(problem: Problem, placement: Placement) -> dict[str, Any]:
     gpn = problem.ctx.hw.gpus_per_node
     nodes_used = (cfg.gpus + gpn - 1) // gpn
     if nodes_used > 1:
+        if cfg.dp > 1:
+            v.append("--data-parallel-backend ray")  # vLLM places DP ranks over nodes through Ray
         notes.append(f"spans {nodes_used} nodes: start a Ray cluster over them first and run the command on the head "
                      "node (vLLM multi-node serving)")
     env_prefix = " ".join(f"{k}={val}" for k, val in env.items())
@@ -57,7 +66,10 @@ def launch_commands(problem: Problem, placement: Placement) -> dict[str, Any]:
     if cfg.ep > 1:
         s.append(f"--ep-size {cfg.ep}")
     s += [f"--context-length {inst.workload.model_len}", f"--max-running-requests {placement.batch}",
+          f"--chunked-prefill-size {inst.limits.max_num_batched_tokens}",
           f"--mem-fraction-static {inst.limits.memory_utilization:g}"]
+    if no_bf16 and (cfg.weights == "bf16" or cfg.kv_cache == "bf16"):
+        s.append("--dtype half")
     if cfg.kv_cache == "fp8":
         s.append("--kv-cache-dtype fp8_e5m2")
     if cfg.weights == "fp8":
@@ -127,7 +139,8 @@ def evaluation_json(problem: Problem, ev: Evaluation) -> dict[str, Any]:
             "output_tokens_per_s": round(_served(problem, ev), 3),
             "capacity_output_tokens_per_s": round(m.output_tokens_per_s, 3),
             "output_tokens_per_s_per_gpu": round(m.output_tokens_per_s_per_gpu, 3),
-            "max_concurrency": ev.max_concurrency,
+            "max_concurrency": min(ev.max_concurrency, p.batch * p.cfg.dp),
+            "kv_capacity_sequences": ev.max_concurrency,
             "max_request_rate": round(m.max_request_rate, 4),
             "batch_per_replica": m.batch_per_replica,
             "gpus_used": m.gpus,
@@ -182,9 +195,9 @@ def to_json(doc: dict[str, Any]) -> str:
 
 def _table(headers: list[str], rows: list[list[str]], md: bool) -> list[str]:
     if md:
-        out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        out = ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in rows]
-        return out
+        return out + [""]  # a Markdown table ends at a blank line
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = ["  " + line, "  " + "  ".join("-" * w for w in widths)]
@@ -212,7 +225,9 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
     sv = doc.get("solver") or {}
     line = f"Status: {status}"
     if sv.get("mode") == "verify":
-        line += " (strategy verified against every requirement; no solver)"
+        line = ("Status: the proposed strategy PASSES every requirement" if doc["status"] == "feasible" else
+                "Status: the proposed strategy FAILS a requirement (JSON status \"infeasible\")")
+        line += " (checked with the exact cost model; no solver)"
     elif sv:
         line += f" in {sv.get('time_s', 0):.2f} s"
         if sv.get("objective") is not None:
@@ -251,7 +266,8 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
                                 f"{m['capacity_output_tokens_per_s']:,.0f}"],
             ["output tokens/s per GPU", f"{m['output_tokens_per_s_per_gpu']:,.1f} (capacity)"],
             ["max request rate", f"{m['max_request_rate']:.2f} req/s"],
-            ["max concurrency", f"{m['max_concurrency']} sequences (KV cache and engine cap)"],
+            ["max concurrency", f"{m['max_concurrency']} sequences (max_num_seqs x dp; the KV cache holds "
+                                f"{m['kv_capacity_sequences']} within the engine cap)"],
         ], md)
         out.append(h("Requirements"))
         rows = [["PASS" if r["passed"] else "FAIL", r["rule"], _fmt(r["value"]), _fmt(r["limit"]),
@@ -301,4 +317,8 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
         out.append(h("Defaults used"))
         for k, v in d.items():
             out.append(f"  {k}: {v}")
+    if md:
+        # Every plain line is its own paragraph in Markdown (list items keep their own lines).
+        out = [f"- {line.strip()}" if line.startswith("  ") and not line.strip().startswith("|")
+               and not line.strip().startswith("-") else line for line in out]
     return "\n".join(out) + "\n"

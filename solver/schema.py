@@ -31,9 +31,15 @@ KV_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8")
 
 
 class Strict(BaseModel):
-    """Base: unknown keys are errors, values are validated on assignment."""
+    """Base: unknown keys are errors; no silent coercion ("8" is not 8, true is not 1); finite numbers."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+
+# Upper bounds that keep every input physical (and the arithmetic in range): a degree above this
+# many GPUs, or a sequence longer than this, is a typo, not a plan.
+MAX_DEGREE = 4096
+MAX_TOKENS = 10_000_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,9 +90,9 @@ class GpuCard(Strict):
     description: str = Field("", description="Free text.")
     vendor: str = Field("nvidia", description="nvidia or amd.")
     family: GpuFamily = Field(description="Architecture family; selects the default efficiency factors.")
-    memory_GiB: float = Field(gt=0, description="Device memory the driver reports, in GiB (2^30 bytes).")
+    memory_GiB: float = Field(gt=0, le=100_000, description="Device memory the driver reports, in GiB (2^30 bytes).")
     dense_TFLOPS: DenseTflops = Field(description="Dense peak per dtype.")
-    hbm_TBps: float = Field(gt=0, description="Memory bandwidth in TB/s (1e12 bytes/s).")
+    hbm_TBps: float = Field(gt=0, le=1000, description="Memory bandwidth in TB/s (1e12 bytes/s).")
     intra_node: LinkSpec = Field(description="Link between GPUs of one node.")
     inter_node: LinkSpec = Field(description="Default network between nodes, per GPU.")
     sources: dict[str, str] = Field(default_factory=dict, description="Source of each figure group.")
@@ -130,8 +136,8 @@ class ClusterSpec(Strict):
     gpu: Annotated[
         Annotated[str, Tag("name")] | Annotated[GpuCard, Tag("inline")], Discriminator(_name_or_inline)
     ] = Field(description="GPU card name from models/gpu/ or an inline card object.")
-    gpus_per_node: int = Field(8, gt=0, description="GPUs in each node.")
-    nodes: int = Field(1, gt=0, description="Number of nodes.")
+    gpus_per_node: int = Field(8, gt=0, le=MAX_DEGREE, description="GPUs in each node.")
+    nodes: int = Field(1, gt=0, le=MAX_DEGREE, description="Number of nodes.")
     intra_node: LinkSpec | None = Field(None, description="Override of the GPU card's intra-node link.")
     inter_node: LinkSpec | None = Field(None, description="Override of the GPU card's network link.")
 
@@ -159,13 +165,13 @@ class PrecisionSpec(Strict):
 class WorkloadSpec(Strict):
     """What is served: sequence lengths and load (exactly one of request_rate, concurrency, offline)."""
 
-    input_tokens: int = Field(gt=0, description="Prompt tokens per request.")
-    output_tokens: int = Field(gt=0, description="Generated tokens per request.")
+    input_tokens: int = Field(gt=0, le=MAX_TOKENS, description="Prompt tokens per request.")
+    output_tokens: int = Field(gt=0, le=MAX_TOKENS, description="Generated tokens per request.")
     max_model_len: int | None = Field(
-        None, gt=0, description="Longest sequence the engine must accept (--max-model-len); default input+output."
+        None, gt=0, le=MAX_TOKENS, description="Longest sequence the engine must accept (--max-model-len); default input+output."
     )
     request_rate: float | None = Field(None, gt=0, description="Arrivals per second over the whole deployment.")
-    concurrency: int | None = Field(None, gt=0, description="Sequences in flight over the whole deployment.")
+    concurrency: int | None = Field(None, gt=0, le=10_000_000, description="Sequences in flight over the whole deployment.")
     offline: bool | None = Field(None, description="true: all requests queued, the engine batches as many as fit.")
 
     @model_validator(mode="after")
@@ -218,13 +224,24 @@ class LimitsSpec(Strict):
     memory_utilization: float = Field(
         0.9, gt=0, le=1, description="Fraction of GPU memory the engine may use (vLLM --gpu-memory-utilization)."
     )
-    max_num_seqs: int = Field(256, gt=0, description="Engine cap on sequences per replica (vLLM default 256).")
+    max_num_seqs: int = Field(256, gt=0, le=1_000_000, description="Engine cap on sequences per replica (vLLM default 256).")
     max_num_batched_tokens: int = Field(
-        8192, gt=0, description="Tokens per engine step; sizes the activation workspace (vLLM default 8192)."
+        8192, gt=0, le=MAX_TOKENS, description="Tokens per engine step; sizes the activation workspace (vLLM default 8192)."
     )
     runtime_overhead_GiB: float | None = Field(
-        None, ge=0, description="Per-GPU CUDA context, graphs and comm buffers; default from the cost model."
+        None, ge=0, le=1024, description="Per-GPU CUDA context, graphs and comm buffers; default from the cost model."
     )
+
+
+    @model_validator(mode="after")
+    def _batched_tokens_cover_seqs(self) -> LimitsSpec:
+        # vLLM refuses max_num_batched_tokens below max_num_seqs: a decode step needs a token per sequence.
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be at least max_num_seqs "
+                f"({self.max_num_seqs}): each decode step needs one token per sequence"
+            )
+        return self
 
 
 class CostModelSpec(Strict):
@@ -253,9 +270,9 @@ class SearchSpec(Strict):
     @classmethod
     def _positive(cls, v: list[int] | None) -> list[int] | None:
         if v is not None:
-            bad = [x for x in v if x <= 0]
+            bad = [x for x in v if x <= 0 or x > MAX_DEGREE]
             if bad:
-                raise ValueError(f"degrees must be positive integers; got {bad}")
+                raise ValueError(f"degrees must be integers from 1 to {MAX_DEGREE}; got {bad}")
             if len(set(v)) != len(v):
                 raise ValueError(f"duplicate degrees in {v}")
         return v
@@ -264,14 +281,14 @@ class SearchSpec(Strict):
 class StrategyPins(Strict):
     """A proposed strategy, whole or partial: each given field is pinned."""
 
-    tp: int | None = Field(None, gt=0, description="Tensor-parallel degree.")
-    pp: int | None = Field(None, gt=0, description="Pipeline stages.")
-    dp: int | None = Field(None, gt=0, description="Data-parallel replicas.")
-    ep: int | None = Field(None, gt=0, description="Expert-parallel degree.")
+    tp: int | None = Field(None, gt=0, le=MAX_DEGREE, description="Tensor-parallel degree.")
+    pp: int | None = Field(None, gt=0, le=MAX_DEGREE, description="Pipeline stages.")
+    dp: int | None = Field(None, gt=0, le=MAX_DEGREE, description="Data-parallel replicas.")
+    ep: int | None = Field(None, gt=0, le=MAX_DEGREE, description="Expert-parallel degree.")
     weights: WeightDtype | None = Field(None, description="Weight precision.")
     kv_cache: KvDtype | None = Field(None, description="KV-cache precision.")
     layers_per_stage: list[int] | None = Field(None, min_length=1, description="Decoder layers on each stage.")
-    max_num_seqs: int | None = Field(None, gt=0, description="Sequences per replica the engine batches.")
+    max_num_seqs: int | None = Field(None, gt=0, le=1_000_000, description="Sequences per replica the engine batches.")
 
     @field_validator("layers_per_stage")
     @classmethod
