@@ -97,7 +97,7 @@ class Efficiency:
 # hopper (96 rows: H100 SXM / H200, TensorRT-LLM FP8, m0401-m0420, m0431-m0450, m0461-m0499,
 #   m0507-m0513, m0529-m0536): compute 0.60, memory 0.85 -> median |error| 5.7%.
 # blackwell (30 rows: B200, NVFP4, m0421-m0430, m0451-m0460, m0502-m0506, m0514-m0518): compute
-#   0.40 (FP4 GEMMs reach a smaller share of their doubled peak), memory 0.70 -> 4.7%.
+#   0.40 (FP4 GEMMs reach a smaller share of their doubled peak), memory 0.70 -> 5.0%.
 # moe_compute, link and step overhead moved no row by more than ~1.5 points: kept at priors.
 # Families without rows (ampere, ada, turing, cdna3) take Hopper's memory factor and a compute
 # factor lowered where kernels are less tuned (turing; cdna3 under ROCm): priors, not fits.
