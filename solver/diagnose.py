@@ -571,13 +571,19 @@ def _best_slo(problem: Problem, rule: str, params) -> dict[str, Any]:
 
 def candidate_rules(problem: Problem, options: list) -> list[str]:
     """Every rule that binds somewhere: static rules some candidate breaks, and the dynamic rules."""
-    static = sorted({v for o in options for v in o.violations})
-    probe = build_model(problem, options[:1], diagnose=True) if options else None
-    dynamic = [] if probe is None else [n for n in probe.guards if n not in static]
-    # Memory caps exist for every stage index any candidate has.
-    max_pp = max((o.cfg.pp for o in options), default=1)
-    dynamic = sorted(set(dynamic) | {mem_rule(s) for s in range(max_pp)})
-    return sorted(set(static) | set(dynamic), key=_rule_order)
+    from .options import cycle_bounds
+
+    rules = {v for o in options for v in o.violations}
+    rules |= {mem_rule(s) for s in range(max((o.cfg.pp for o in options), default=1))}
+    if options:
+        rules |= set(cycle_bounds(problem, options[0]))  # the throughput-type targets the instance sets
+    if problem.instance.slo.ttft_ms is not None:
+        rules.add("slo.ttft_ms")
+    if problem.pins.layers_per_stage is not None:
+        rules.add("pin.layers_per_stage")
+    if not problem.search.uneven_layers:
+        rules.add("search.uneven_layers")
+    return sorted(rules, key=_rule_order)
 
 
 def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool = True,

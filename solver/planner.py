@@ -102,16 +102,35 @@ def _params(p: SolveParams, time_limit: float) -> cp_model.CpSolver:
     return solver
 
 
+def split_values(problem: Problem, o: Option, split: list[int], rules: frozenset[str] | None = None
+                 ) -> list[dict[str, int]] | None:
+    """The integer stage values of ``o`` on ``split`` when they meet every rule (of ``rules``), else None.
+
+    The one place outside CP-SAT where the dynamic rules are checked on the integer tables (the
+    grid search, hints and witnesses use it); tests/bruteforce.py re-implements it independently.
+    """
+    from .options import capacity_MiB, cycle_bounds, ttft_limit
+
+    enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
+    vals = evaluate_int(o, stage_counts(problem.arch.layer_kinds(), split))
+    cap = capacity_MiB(problem)
+    if any(v["mem"] > cap for s, v in enumerate(vals) if enforce(f"mem_cap[stage={s}]")):
+        return None
+    bounds = [b for r, b in cycle_bounds(problem, o).items() if enforce(r)]
+    if any(v["cycle"] > b for v in vals for b in bounds):
+        return None
+    limit = ttft_limit(problem, o.units)
+    if limit is not None and enforce("slo.ttft_ms") and max(v["ttft"] for v in vals) > limit:
+        return None
+    return vals
+
+
 def best_even_split(problem: Problem, options: list[Option]) -> tuple[Option, list[int], int] | None:
     """The grid-search answer: the best option under the engine's even split, scored by the same tables.
 
     Returns (option, split, primary objective in model units) or None when no even split is feasible.
     """
-    from .options import capacity_MiB, cycle_bounds, ttft_limit
-
     obj_name = OBJECTIVE_VARS[problem.instance.objective][0]
-    kinds = problem.arch.layer_kinds()
-    cap = capacity_MiB(problem)
     best = None
     for o in options:
         if problem.pins.layers_per_stage is not None:
@@ -120,14 +139,8 @@ def best_even_split(problem: Problem, options: list[Option]) -> tuple[Option, li
                 continue
         else:
             split = even_split(problem.arch.layers, o.cfg.pp)
-        vals = evaluate_int(o, stage_counts(kinds, split))
-        if any(v["mem"] > cap for v in vals):
-            continue
-        bounds = cycle_bounds(problem, o)
-        if any(v["cycle"] > b for v in vals for b in bounds.values()):
-            continue
-        limit = ttft_limit(problem, o.units)
-        if limit is not None and max(v["ttft"] for v in vals) > limit:
+        vals = split_values(problem, o, split)
+        if vals is None:
             continue
         score = o.cfg.gpus if obj_name == "gpus" else max(v[obj_name] for v in vals)
         key = (score, o.index)
@@ -222,9 +235,9 @@ def witness(problem: Problem, options: list[Option], rules: frozenset[str] | Non
     integer tables the CP-SAT model uses, so a witness is a model solution. None when none is found
     (which proves nothing: the solver decides then).
     """
-    from .options import capacity_MiB, cycle_bounds, ttft_limit
+    from .options import capacity_MiB
 
-    kinds = problem.arch.layer_kinds()
+    layers = problem.arch.layers
     cap = capacity_MiB(problem)
     enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
     pinned = problem.pins.layers_per_stage
@@ -233,24 +246,13 @@ def witness(problem: Problem, options: list[Option], rules: frozenset[str] | Non
         if pinned is not None and enforce("pin.layers_per_stage"):
             candidates = [list(pinned)]
         else:
-            candidates = [even_split(len(kinds), o.cfg.pp)]
-            if not even_only:
-                filled = _memory_filled_split(o, len(kinds), cap, rules)
-                if filled is not None and filled != candidates[0]:
-                    candidates.append(filled)
-        limit = ttft_limit(problem, o.units)
-        bounds = {r: b for r, b in cycle_bounds(problem, o).items() if enforce(r)}
+            candidates = [even_split(layers, o.cfg.pp)]
+            filled = None if even_only else _memory_filled_split(o, layers, cap, rules)
+            if filled is not None and filled != candidates[0]:
+                candidates.append(filled)
         for split in candidates:
-            if len(split) != o.cfg.pp:
-                continue
-            vals = evaluate_int(o, stage_counts(kinds, split))
-            if any(v["mem"] > cap for s, v in enumerate(vals) if enforce(f"mem_cap[stage={s}]")):
-                continue
-            if any(v["cycle"] > b for v in vals for b in bounds.values()):
-                continue
-            if limit is not None and enforce("slo.ttft_ms") and max(v["ttft"] for v in vals) > limit:
-                continue
-            return o, split
+            if len(split) == o.cfg.pp and split_values(problem, o, split, rules) is not None:
+                return o, split
     return None
 
 
