@@ -690,7 +690,7 @@ def render_proof(proof: dict[str, Any], md: bool = False) -> str:
         out.append(f"  usable memory {lb['usable_GiB_per_gpu']} GiB per GPU: the weights alone need at least "
                    f"{lb['min_gpus_for_weights']} GPU(s) at {lb['min_gpus_for_weights_precision']}")
         out.append(f"  roofline: at most {lb['roofline_output_tokens_per_s_per_gpu']:,} output tokens/s per GPU "
-                   f"(peak FLOP/s / 2 x active parameters); TPOT at least {lb['roofline_tpot_floor_ms']} ms "
+                   f"(peak FLOP/s / 2 x active parameters); TPOT at least {lb['roofline_tpot_floor_ms']:.4g} ms "
                    "(weights streamed once per step over all GPUs' HBM)")
     reps = proof.get("repairs") or []
     if reps:
