@@ -20,7 +20,6 @@ from ortools.sat.python import cp_model
 
 from .model import BuiltModel, build_model, mem_rule
 from .options import (
-    MiB,
     enumerate_options,
 )
 from .physics import (
@@ -83,10 +82,11 @@ class _Oracle:
         self._models: dict[frozenset[str], BuiltModel] = {}
         self._feasible: dict[frozenset[str], bool | None] = {}
 
-    def model(self, names: list[str] | frozenset[str]) -> BuiltModel:
+    def model(self, names: list[str] | frozenset[str], survivors: list | None = None) -> BuiltModel:
         key = frozenset(names)
         if key not in self._models:
-            built = build_model(self.problem, self.survivors(key), diagnose=True)
+            built = build_model(self.problem, self.survivors(key) if survivors is None else survivors,
+                                diagnose=True)
             for name in key:
                 if name in built.guards:
                     built.model.add(built.guards[name] == 1)
@@ -113,7 +113,7 @@ class _Oracle:
             if self.witness(key, survivors):
                 self._feasible[key] = True
                 return True
-            built = self.model(key)
+            built = self.model(key, survivors)
             built.model.clear_objective()
             self.solves += 1
             code = _solver(self.time_limit).solve(built.model)
@@ -254,23 +254,6 @@ def _limit_of(problem: Problem, rule: str) -> float | None:
     return None
 
 
-def _to_user(problem: Problem, units, quantity: str, raw: int) -> float:
-    out_tok = problem.instance.workload.output_tokens
-    if quantity == "gpus":
-        return float(raw)
-    if quantity == "cycle":
-        return units.time_ms(raw) / out_tok  # TPOT ms
-    if quantity == "ttft":
-        return units.time_ms(raw)
-    if quantity in ("inv_rate", "inv_tok"):
-        return units.time_per_s / raw if raw else math.inf  # req/s, tok/s
-    if quantity == "z":
-        return units.z_per_s / raw if raw else math.inf  # tok/s per GPU
-    if quantity.startswith("mem["):
-        return raw * MiB / GiB
-    raise KeyError(quantity)
-
-
 _UNITS = {"gpus": "GPUs", "cycle": "ms TPOT", "ttft": "ms TTFT", "inv_rate": "req/s", "inv_tok": "output tokens/s",
           "z": "output tokens/s per GPU"}
 
@@ -298,7 +281,8 @@ def certificate(problem: Problem, oracle: _Oracle, conflict: list[str]) -> list[
             out.append(entry)
             continue
         raw, built, solver = oracle.best(others, quantity)
-        best = None if raw is None else _to_user(problem, oracle.options[0].units, quantity, raw)
+        best = None if raw is None else oracle.options[0].units.to_user(
+            quantity, raw, problem.instance.workload.output_tokens)
         entry["numbers"] = {"limit": limit, "best_with_others": None if best is None else round(best, 4)}
         if rule.startswith("mem_cap"):
             s = int(rule.split("=")[1].rstrip("]"))

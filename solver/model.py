@@ -18,16 +18,6 @@ from .options import KINDS, Option, Units, capacity_MiB, cycle_bounds, ttft_limi
 from .physics import even_split
 from .problem import Problem
 
-# Dynamic rule families (static ones live in options.STATIC_RULES).
-SLO_RULES = (
-    "slo.ttft_ms",
-    "slo.tpot_ms",
-    "workload.request_rate",
-    "slo.min_request_rate",
-    "slo.min_output_tokens_per_s",
-    "slo.min_output_tokens_per_s_per_gpu",
-)
-
 
 def mem_rule(stage: int) -> str:
     """Guard name of the memory cap on one stage."""

@@ -44,6 +44,26 @@ class Units:
     def time_ms(self, raw: float) -> float:
         return raw / self.time_per_s * 1e3
 
+    def to_user(self, quantity: str, raw: float, output_tokens: int) -> float:
+        """A model quantity (see BuiltModel.objective) in its user unit.
+
+        ``z`` tok/s per GPU, ``cycle`` TPOT ms, ``ttft`` ms, ``inv_rate`` req/s, ``inv_tok`` tok/s,
+        ``gpus`` GPUs, ``mem[s]`` / ``mem_max`` GiB.
+        """
+        if quantity == "gpus":
+            return float(raw)
+        if quantity == "cycle":
+            return self.time_ms(raw) / output_tokens
+        if quantity == "ttft":
+            return self.time_ms(raw)
+        if quantity in ("inv_rate", "inv_tok"):
+            return self.time_per_s / raw if raw > 0 else math.inf
+        if quantity == "z":
+            return self.z_per_s / raw if raw > 0 else math.inf
+        if quantity.startswith("mem"):
+            return raw * MiB / 2**30
+        raise KeyError(quantity)
+
 
 def _units_for(coefs: list[StageCoefficients], problem: Problem) -> Units:
     """The finest power-of-ten units that keep the largest possible table value below MAX_TABLE_VALUE."""
@@ -90,7 +110,7 @@ STATIC_RULES = (
 
 # Rules that state what cannot be changed by asking (the hardware's dtypes, a stage needs a layer):
 # never relaxed in a diagnosis, so their candidates are left out of it.
-HARDWARE_FACTS = frozenset({"weights_supported", "kv_cache_supported", "pp_within_layers"})
+UNRELAXABLE_RULES = frozenset({"weights_supported", "kv_cache_supported", "pp_within_layers"})
 
 
 def ceil_int(x: float) -> int:
@@ -124,10 +144,6 @@ class Option:
     bound_violations: tuple[str, ...] = ()
     # True when the memory of all stages together exceeds pp x capacity (needs every stage's cap).
     memory_sum_exceeds: bool = False
-
-    @property
-    def legal(self) -> bool:
-        return not self.violations
 
     def rank_key(self) -> tuple:
         """Canonical order for tie-breaks: fewer GPUs, smaller TP, PP, DP, EP, wider precision, larger batch."""
@@ -275,7 +291,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
             violations = static_violations(problem, cfg, batch)
             if violations and not include_illegal:
                 continue
-            if set(violations) & HARDWARE_FACTS:
+            if set(violations) & UNRELAXABLE_RULES:
                 # What the GPU cannot do is not a requirement a person can relax; the proof's
                 # "another GPU type" repair covers it.
                 continue

@@ -68,14 +68,8 @@ class PlanResult:
 
 def objective_value(problem: Problem, units: Units, raw: float) -> float:
     """Convert an integer model objective to its user unit (OBJECTIVE_UNITS)."""
-    obj = problem.instance.objective
-    if obj == "max_throughput_per_gpu":
-        return units.z_per_s / raw if raw > 0 else float("inf")
-    if obj == "min_tpot":
-        return units.time_ms(raw) / problem.instance.workload.output_tokens
-    if obj == "min_ttft":
-        return units.time_ms(raw)
-    return raw
+    quantity = OBJECTIVE_VARS[problem.instance.objective][0]
+    return units.to_user(quantity, raw, problem.instance.workload.output_tokens)
 
 
 def exact_objective(problem: Problem, ev: Evaluation) -> float:
