@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from solver.diagnose import diagnose
-from solver.errors import InputError
-from solver.planner import SolveParams, plan
+from solver.input.errors import InputError
 from solver.problem import load_problem
+from solver.search.planner import SolveParams, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.stem:26s} {t_plan:7.3f} {t_proof:8.3f} {t_repairs:9.3f} {t_plan + t_full:8.3f} "
               f"{full['diagnosis']['solves']:6d} {str(full['verified']):>7s}  {conflicts}")
     t3 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "solver.cli", str(ROOT / "instances" / "llama70b_t4.json")],
+    subprocess.run([sys.executable, "-m", "solver.runners.cli", str(ROOT / "instances" / "llama70b_t4.json")],
                    stdout=subprocess.DEVNULL, check=False)
     print(f"\nsolve instances/llama70b_t4.json as a command (process start, imports, proof and repairs): "
           f"{time.perf_counter() - t3:.2f} s")

@@ -83,23 +83,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from solver import physics  # noqa: E402
-from solver.catalog import gpu_card, resolve_model  # noqa: E402
+from solver.engines import trtllm  # noqa: E402
+from solver.input.catalog import gpu_card, resolve_model  # noqa: E402
+from solver.input.schema import LimitsSpec, WorkloadSpec  # noqa: E402
 from solver.physics import Config, Context, Efficiency, Hardware  # noqa: E402
-from solver.schema import LimitsSpec, WorkloadSpec  # noqa: E402
 
 DEFAULT_DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "calibration" / "published_measurements.json"
 )
 
-# trtllm-bench heuristic hard cap on max_batch_size (tensorrt_llm/bench/build/tuning.py,
-# finetune_setting: ``raw_bs = min(kv_cache_max_requests, 4096) / pp_size``).
-TRTLLM_BENCH_MAX_BATCH_CAP = 4096
-# TensorRT-LLM default max_num_tokens (tensorrt_llm/builder.py BuildConfig.max_num_tokens = 8192,
-# DEFAULT_MAX_NUM_TOKENS in tensorrt_llm/bench/build/build.py); sizes only the activation workspace.
-TRTLLM_MAX_NUM_TOKENS = 8192
-# trtllm-bench throughput --kv_cache_free_gpu_mem_fraction default (throughput.py: default=.90,
-# "The percentage of memory to use for KV Cache after model load").
-TRTLLM_KV_CACHE_FREE_FRACTION = 0.90
+# trtllm-bench's own defaults, with their sources, live with the engine (solver/engines/trtllm.py).
+TRTLLM_BENCH_MAX_BATCH_CAP = trtllm.BENCH_MAX_BATCH_CAP
+TRTLLM_MAX_NUM_TOKENS = trtllm.MAX_NUM_TOKENS
+TRTLLM_KV_CACHE_FREE_FRACTION = trtllm.KV_CACHE_FREE_FRACTION
 # Nodes of the published runs: one DGX/HGX node of 8 GPUs.
 GPUS_PER_NODE = 8
 

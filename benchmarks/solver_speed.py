@@ -18,10 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from solver.errors import InputError
-from solver.options import enumerate_options
-from solver.planner import OBJECTIVE_UNITS, SolveParams, best_even_split, objective_value, plan
+from solver.input.errors import InputError
 from solver.problem import load_problem
+from solver.search.objectives import OBJECTIVE_UNITS, objective_value
+from solver.search.options import enumerate_options
+from solver.search.planner import SolveParams, plan
+from solver.search.witness import best_even_split
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,14 +12,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .catalog import Architecture, resolve_gpu, resolve_model
-from .errors import InputError, from_validation_error, load_json
+from .input.catalog import Architecture, resolve_gpu, resolve_model
+from .input.errors import InputError, from_validation_error, load_json
+from .input.schema import Instance, StrategyPins
 from .physics import Context, Hardware, efficiency_for, param_counts
-from .schema import Instance, StrategyPins
 
 # A card whose declared parameter count and architecture disagree by more than this is rejected:
 # the difference means a wrong field (hidden size, layers, experts), not rounding.
 PARAM_CONSISTENCY_TOLERANCE = 0.03
+
+# Batch sizes (sequences per replica) the solver may set as the engine's max_num_seqs: powers of two
+# and the 1.5x steps between them, so the chosen batch is within 33% of any other.
+BATCH_LEVELS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
+                3072, 4096, 6144, 8192)
 
 
 @dataclass(frozen=True)

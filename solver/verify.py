@@ -9,18 +9,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .engines import engine
+from .input.schema import WEIGHT_DTYPES
 from .physics import (
+    COMPUTE_DTYPE,
     Config,
     GiB,
     Metrics,
     even_split,
+    kv_dtype_supported,
+    max_batch_that_fits,
     peak_tflops,
     serving_metrics,
     stage_coefficients,
     stage_counts,
+    weight_dtype_supported,
 )
-from .problem import Problem
-from .schema import WEIGHT_DTYPES
+from .problem import BATCH_LEVELS, Problem
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,8 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
         out.append(Requirement("experts_divisible", f"ep = {cfg.ep} must divide {a.experts} routed experts",
                                cfg.ep, a.experts, "experts", a.experts % cfg.ep == 0))
     if cfg.ep > 1 or a.is_moe:
-        engine = problem.search.engine
-        ok = cfg.ep == 1 or (a.is_moe and cfg.tp % cfg.ep == 0 and (engine != "vllm" or cfg.ep == cfg.tp))
-        rule = "ep must be 1 or equal tp (vLLM's expert parallelism spans the TP group)" if engine == "vllm" \
-            else "ep must divide tp (experts split over ep groups of tp/ep ranks)"
+        eng = engine(problem.search.engine)
+        ok, rule = eng.ep_layout_ok(a.is_moe, cfg.tp, cfg.ep), eng.EP_LAYOUT_RULE
         out.append(Requirement("ep_layout", f"ep = {cfg.ep} with tp = {cfg.tp}: {rule}", cfg.ep, cfg.tp, "ranks", ok))
     out.append(_upper("pp_within_layers", f"pp = {cfg.pp} stages need at least one of {a.layers} layers each",
                       cfg.pp, a.layers, "stages"))
@@ -123,8 +126,6 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
     allowed_kv = inst.precision.kv_cache
     out.append(Requirement("kv_cache_allowed", f"KV cache {cfg.kv_cache} must be among the allowed {allowed_kv}",
                            cfg.kv_cache, ",".join(allowed_kv), "", cfg.kv_cache in allowed_kv))
-    from .physics import COMPUTE_DTYPE, kv_dtype_supported, weight_dtype_supported
-
     cd = COMPUTE_DTYPE[cfg.weights]
     out.append(Requirement("weights_supported", f"{gpu.name} must compute {cd.upper()} natively for {cfg.weights} "
                            f"weights (peak {peak_tflops(gpu, cd) or 'none'} TFLOP/s)", cfg.weights, gpu.name, "",
@@ -216,8 +217,6 @@ def evaluate(problem: Problem, placement: Placement) -> Evaluation:
 
 def _max_concurrency(problem: Problem, cfg: Config, layers: tuple[int, ...]) -> int:
     """Sequences of input+output tokens whose KV cache fits the deployment (engine cap applied per replica)."""
-    from .physics import max_batch_that_fits
-
     fit = max_batch_that_fits(problem.ctx, cfg, list(layers))
     return min(fit, problem.instance.limits.max_num_seqs) * cfg.dp
 
@@ -229,8 +228,6 @@ def _max_concurrency(problem: Problem, cfg: Config, layers: tuple[int, ...]) -> 
 
 def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
     """A whole placement from the pinned fields, with the defaults used for the rest (stated)."""
-    from .physics import max_batch_that_fits
-
     pins, a, inst = problem.pins, problem.arch, problem.instance
     filled: dict[str, str] = {}
     tp = pins.tp or 1
@@ -262,8 +259,6 @@ def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
     fit = max_batch_that_fits(problem.ctx, cfg, list(layers)) if len(layers) == pp and sum(layers) == a.layers else 0
     top = max(1, min(fit, inst.limits.max_num_seqs))
     # The largest batch whose requirements all pass; if none does, the largest that fits.
-    from .options import BATCH_LEVELS
-
     candidates = sorted({b for b in BATCH_LEVELS if b < top} | {top}, reverse=True)
     for b in candidates:
         if evaluate(problem, Placement(cfg, b, layers)).feasible:

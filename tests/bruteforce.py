@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import itertools
 
-from solver.options import capacity_MiB, cycle_bounds, enumerate_options, ttft_limit
 from solver.physics import even_split, stage_counts
-from solver.planner import OBJECTIVE_VARS, evaluate_int
+from solver.search.objectives import OBJECTIVE_VARS
+from solver.search.options import capacity_MiB, cycle_bounds, enumerate_options, ttft_limit
+from solver.search.witness import evaluate_int
 
 
 def splits(layers: int, pp: int):

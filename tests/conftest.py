@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from solver.cli import main
+from solver.runners.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTANCES = ROOT / "instances"

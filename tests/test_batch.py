@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from solver import batch
-from solver.catalog import _catalog_dirs, gpu_card, reload_catalog
+from solver.input.catalog import _catalog_dirs, gpu_card, reload_catalog
+from solver.runners.batch import expectations, run, verdicts
 from tests.conftest import INSTANCES, run_cli
 
 # Fast instances (well under a second each) used by the tests that build tmp copies.
@@ -66,7 +66,7 @@ def _failed(err: str) -> set[str]:
 
 def test_instances_folder_is_covered():
     """At least 20 instances, each described and with an expectation; both outcomes present."""
-    files = batch.collect_instances([str(INSTANCES)])
+    files = run.collect_instances([str(INSTANCES)])
     assert len(files) >= 20
     statuses = set()
     for f in files:
@@ -83,7 +83,7 @@ def test_instances_check_passes():
     """``solve instances/ --check`` exits 0 and lists every instance in its table."""
     code, out, err = run_cli(str(INSTANCES), "--check")
     assert code == 0, out + err
-    for f in batch.collect_instances([str(INSTANCES)]):
+    for f in run.collect_instances([str(INSTANCES)]):
         assert f.stem in out
     assert "regressed" not in out.split("\n\n")[-1]
 
@@ -280,23 +280,22 @@ def test_verdict_error_and_malformed_files_do_not_stop_the_batch(verdict_report)
 
 def test_verification_failure_regresses_and_crash_errors(monkeypatch):
     """An exception from the solver's own verification is a regression; any other crash an error."""
-    from solver import cli
-    from solver.planner import VerificationError
+    from solver.search.planner import VerificationError
 
     def fails(*args, **kwargs):
         raise VerificationError("decoded plan fails verification")
 
-    monkeypatch.setattr(cli, "solve_document", fails)
-    row = batch.solve_row(str(INSTANCES / "llama70b_h100.json"), batch.BatchOptions())
-    assert batch.judge(row, {"status": "optimal"})[0] == "regressed"
+    monkeypatch.setattr(run, "solve_file", fails)
+    row = run.solve_row(str(INSTANCES / "llama70b_h100.json"), run.BatchOptions())
+    assert verdicts.judge(row, {"status": "optimal"})[0] == "regressed"
 
     def crashes(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(cli, "solve_document", crashes)
-    row = batch.solve_row(str(INSTANCES / "llama70b_h100.json"), batch.BatchOptions())
-    assert batch.judge(row, {"status": "optimal"}) == ("error", ["crash: ZeroDivisionError: boom"])
-    assert batch.expectation_from_row(row, None) is None  # a crash is never recorded
+    monkeypatch.setattr(run, "solve_file", crashes)
+    row = run.solve_row(str(INSTANCES / "llama70b_h100.json"), run.BatchOptions())
+    assert verdicts.judge(row, {"status": "optimal"}) == ("error", ["crash: ZeroDivisionError: boom"])
+    assert expectations.expectation_from_row(row, None) is None  # a crash is never recorded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +334,7 @@ def test_format_json_prints_the_report(tmp_path):
     doc = json.loads(out)
     assert doc["summary"]["pass"] == 2 and doc["ok"] is True
     assert [r["name"] for r in doc["rows"]] == ["llama70b_h100", "llama70b_tp3"]
-    assert doc["settings"]["deterministic_time"] == batch.DEFAULT_DETERMINISTIC_TIME
+    assert doc["settings"]["deterministic_time"] == run.DEFAULT_DETERMINISTIC_TIME
 
 
 def test_several_files_and_jobs_warning(tmp_path):
@@ -371,7 +370,7 @@ def test_update_expected_records_and_keeps_user_settings(tmp_path):
     assert text.endswith("}\n") and json.dumps(json.loads(text), indent=2) + "\n" == text
     recorded = json.loads(text)["expect"]
     assert recorded["status"] == "optimal" and recorded["objective"] > 0
-    assert set(recorded["metrics"]) == set(batch.KEY_METRICS)
+    assert set(recorded["metrics"]) == set(run.KEY_METRICS)
     assert "rel_tol" not in recorded  # the default is not written
     again = json.loads(infeasible.read_text())
     assert list(again) == keys_before  # the expect block stays where it was
@@ -395,7 +394,7 @@ def test_typo_in_expect_block_is_not_recorded(tmp_path):
 
 
 def test_stable_error_text_cuts_computed_numbers():
-    from solver.errors import InputError
+    from solver.input.errors import InputError
 
     err = InputError(
         "x/y.json",
@@ -404,7 +403,7 @@ def test_stable_error_text_cuts_computed_numbers():
         "declares 10 B parameters but its architecture implies 0.075 B (-99.3%)",
     )
     assert (
-        batch._stable_error_text(err)
+        run._stable_error_text(err)
         == "at `model.declared_params_B`: value 10.0: declares 10 B parameters but its architecture implies"
     )
 
@@ -414,7 +413,7 @@ def test_collect_is_sorted_and_not_recursive(tmp_path):
         (tmp_path / name).write_text("{}")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.json").write_text("{}")
-    assert [p.name for p in batch.collect_instances([str(tmp_path)])] == ["a.json", "b.json"]
+    assert [p.name for p in run.collect_instances([str(tmp_path)])] == ["a.json", "b.json"]
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(str(tmp_path / "empty"), str(tmp_path / "sub" / "nothing"))
     assert code == 0  # the missing file is one error row; without --check the run itself succeeds

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from solver.catalog import (
+from solver.input.catalog import (
     architecture_from_config,
     known_gpus,
     known_models,
     resolve_gpu,
     resolve_model,
 )
-from solver.errors import InputError
+from solver.input.errors import InputError
 from solver.physics import param_counts
 
 MODELS = ["llama3-8b-instruct", "llama3-70b-instruct", "llama3.1-405b-instruct", "mixtral-8x7b-instruct",

@@ -6,11 +6,12 @@ import functools
 
 import pytest
 
-from solver.diagnose import _Oracle, diagnose
-from solver.options import enumerate_options
+from solver.diagnose import diagnose
+from solver.diagnose.oracle import Oracle
 from solver.physics import GB, Config, param_counts
-from solver.planner import SolveParams, plan
 from solver.problem import load_problem
+from solver.search.options import enumerate_options
+from solver.search.planner import SolveParams, plan
 from solver.verify import Placement, evaluate
 from tests.conftest import INSTANCES, run_cli
 
@@ -35,7 +36,7 @@ def test_every_conflict_is_minimal(name):
     # splits of 80 layers, and tests/test_differential.py checks the oracle against brute force.
     problem, proof = proof_of(name)
     assert proof["conflicts"] and proof["verified"]
-    oracle = _Oracle(problem, enumerate_options(problem, include_illegal=True), time_limit=30)
+    oracle = Oracle(problem, enumerate_options(problem, include_illegal=True), time_limit=30)
     for rules in rules_of(proof):
         assert oracle.feasible(sorted(rules)) is False
         for member in rules:

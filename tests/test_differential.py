@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from solver.diagnose import diagnose
-from solver.options import enumerate_options
-from solver.planner import SolveParams, objective_value, plan
+from solver.input.schema import Instance
 from solver.problem import build_problem
-from solver.schema import Instance
+from solver.search.objectives import objective_value
+from solver.search.options import enumerate_options
+from solver.search.planner import SolveParams, plan
 from tests.bruteforce import brute_force
 
 PARAMS = SolveParams(time_limit_s=30)

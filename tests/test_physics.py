@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from solver.catalog import resolve_gpu, resolve_model
+from solver.input.catalog import resolve_gpu, resolve_model
 from solver.physics import (
     Config,
     GiB,

@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from solver.diagnose import diagnose
-from solver.planner import plan
 from solver.problem import build_problem, parse_instance
+from solver.search.planner import plan
 from tests.conftest import INSTANCES, flagship, run_cli, run_json
 
 FLAGSHIP = str(INSTANCES / "llama70b_h100.json")
@@ -95,9 +95,10 @@ def test_no_bf16_gpu_launches_in_fp16():
     problem = build_problem(parse_instance(data))
     result = plan(problem)
     assert result.status == "optimal"
-    from solver.report import launch_commands
+    from solver.engines import launch_commands
+    from solver.report.document import launch_input
 
-    launch = launch_commands(problem, result.placement)
+    launch = launch_commands(launch_input(problem, result.placement))
     assert "--dtype half" in launch["vllm"] and "--dtype half" in launch["sglang"]
 
 

@@ -7,10 +7,12 @@ import json
 
 import pytest
 
-from solver.options import enumerate_options
 from solver.physics import even_split
-from solver.planner import SolveParams, best_even_split, objective_value, plan
 from solver.problem import build_problem, load_problem, parse_instance
+from solver.search.objectives import objective_value
+from solver.search.options import enumerate_options
+from solver.search.planner import SolveParams, plan
+from solver.search.witness import best_even_split
 from tests.conftest import INSTANCES, flagship, run_cli, run_json
 
 FEASIBLE = ["llama70b_h100", "llama70b_h100_tp2pp4", "dense10b_ample", "moe16x64_16gpu", "llama405b_2x8_h100",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from solver.catalog import resolve_model
+from solver.input.catalog import resolve_model
 from solver.physics import GiB, kv_bytes_per_token_layer
 from tests.conftest import INSTANCES, run_cli, run_json
 

@@ -11,7 +11,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .physics import (
+from ..engines import engine
+from ..input.schema import KV_DTYPES, WEIGHT_DTYPES
+from ..physics import (
     KINDS,
     Config,
     StageCoefficients,
@@ -19,8 +21,7 @@ from .physics import (
     stage_coefficients,
     weight_dtype_supported,
 )
-from .problem import Problem
-from .schema import KV_DTYPES, WEIGHT_DTYPES
+from ..problem import BATCH_LEVELS, Problem
 
 MiB = 2**20
 # CP-SAT misjudges models whose coefficients and bounds reach ~1e11 (a feasible model reported
@@ -87,10 +88,6 @@ def _units_for(coefs: list[StageCoefficients], problem: Problem) -> Units:
         z_per_s /= 10
     return Units(time_per_s, z_per_s)
 
-# Batch sizes (sequences per replica) the solver may set as the engine's max_num_seqs: powers of two
-# and the 1.5x steps between them, so the chosen batch is within 33% of any other.
-BATCH_LEVELS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
-                3072, 4096, 6144, 8192)
 
 # Rule families. Each one is a guard literal in the CP-SAT model (DESIGN rule 3).
 STATIC_RULES = (
@@ -164,7 +161,7 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
         out.append("heads_divisible")
     if a.is_moe and a.experts % cfg.ep:
         out.append("experts_divisible")
-    if cfg.ep > 1 and (not a.is_moe or cfg.tp % cfg.ep or (problem.search.engine == "vllm" and cfg.ep != cfg.tp)):
+    if not engine(problem.search.engine).ep_layout_ok(a.is_moe, cfg.tp, cfg.ep):
         out.append("ep_layout")
     if cfg.pp > a.layers:
         out.append("pp_within_layers")

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from .options import KINDS, Option, Units, capacity_MiB, cycle_bounds, ttft_limit
-from .physics import even_split
-from .problem import Problem
+from ..physics import KINDS, even_split
+from ..problem import Problem
+from .options import Option, Units, capacity_MiB, cycle_bounds, ttft_limit
 
 
 def mem_rule(stage: int) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ortools.sat.python import cp_model
 
+from ..verify import Placement
 from .model import BuiltModel
-from .verify import Placement
 
 
 def decode(built: BuiltModel, solver: cp_model.CpSolver) -> Placement:

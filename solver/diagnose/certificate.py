@@ -1,0 +1,185 @@
+"""Certificates and physics bounds: every conflict member in numbers a person can redo.
+
+For every member, the best value its quantity can reach while the other members hold (a solve of
+its own), which must miss the member's limit; and bounds that hold for every configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ortools.sat.python import cp_model
+
+from ..physics import (
+    COMPUTE_DTYPE,
+    GB,
+    WEIGHT_BYTES,
+    Config,
+    GiB,
+    embedding_bytes_per_gpu,
+    layer_weight_bytes_per_gpu,
+    lm_head_bytes_per_gpu,
+    param_counts,
+    peak_tflops,
+    weight_dtype_supported,
+)
+from ..problem import Problem
+from ..search.model import BuiltModel
+from .oracle import Oracle
+
+_QUANTITY = {
+    "gpu_count": "gpus",
+    "slo.tpot_ms": "cycle",
+    "slo.ttft_ms": "ttft",
+    "workload.request_rate": "inv_rate",
+    "slo.min_request_rate": "inv_rate",
+    "slo.min_output_tokens_per_s": "inv_tok",
+    "slo.min_output_tokens_per_s_per_gpu": "z",
+}
+
+# Alternative conflicts longer than this are not reported (the first conflict always is), and the
+
+
+def _static_statement(problem: Problem, rule: str) -> str:
+    a, hw, inst, pins = problem.arch, problem.ctx.hw, problem.instance, problem.pins
+    if rule == "gpu_count":
+        fits = sorted({(tp, pp, dp) for tp in problem.search.tp for pp in problem.search.pp for dp in problem.search.dp
+                       if tp * pp * dp <= hw.total_gpus})
+        shown = ", ".join(f"tp={t} pp={p} dp={d}" for t, p, d in fits[:6]) + (" ..." if len(fits) > 6 else "")
+        return (f"the cluster has {hw.total_gpus} GPU(s) ({hw.nodes} node(s) x {hw.gpus_per_node}): tp x pp x dp <= "
+                f"{hw.total_gpus} allows only {shown}")
+    if rule == "tp_within_node":
+        return f"a TP group must sit inside one node of {hw.gpus_per_node} GPU(s): tp divides {hw.gpus_per_node}"
+    if rule == "heads_divisible":
+        kv = "" if a.is_mla else f" and its {a.kv_heads} KV heads"
+        return f"tp must divide the model's {a.heads} attention heads{kv}"
+    if rule == "experts_divisible":
+        return f"ep must divide the {a.experts} routed experts"
+    if rule == "ep_layout":
+        return "expert parallelism must fit the TP group (vLLM: ep is 1 or tp)"
+    if rule == "pp_within_layers":
+        return f"at most {a.layers} pipeline stages (one per decoder layer)"
+    if rule == "weights_allowed":
+        return f"weights must be one of {inst.precision.weights} (precision.weights)"
+    if rule == "kv_cache_allowed":
+        return f"KV cache must be one of {inst.precision.kv_cache} (precision.kv_cache)"
+    if rule == "batch_cap":
+        return f"at most {inst.limits.max_num_seqs} sequences per replica (limits.max_num_seqs)"
+    if rule == "search.uneven_layers":
+        return "layers must be split evenly over stages (search.uneven_layers is false)"
+    if rule.startswith("pin."):
+        key = rule[4:]
+        return f"{key} is pinned to {getattr(pins, key)}"
+    return rule
+
+
+def _limit_of(problem: Problem, rule: str) -> float | None:
+    inst = problem.instance
+    if rule == "gpu_count":
+        return problem.ctx.hw.total_gpus
+    if rule.startswith("mem_cap"):
+        return problem.ctx.capacity_bytes / GiB
+    if rule == "workload.request_rate":
+        return inst.workload.request_rate
+    if rule.startswith("slo."):
+        return getattr(inst.slo, rule[4:])
+    return None
+
+
+_UNITS = {"gpus": "GPUs", "cycle": "ms TPOT", "ttft": "ms TTFT", "inv_rate": "req/s", "inv_tok": "output tokens/s",
+          "z": "output tokens/s per GPU"}
+
+
+def _describe_plan(built: BuiltModel, solver: cp_model.CpSolver) -> str:
+    chosen = next(o for o, lit in zip(built.options, built.opt, strict=True) if solver.boolean_value(lit))
+    stages = [solver.value(v) for v in built.stage]
+    split = [stages.count(s) for s in range(chosen.cfg.pp)]
+    return f"{chosen.cfg.label()}, max_num_seqs {chosen.batch}, layers {'+'.join(map(str, split))}"
+
+
+def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[dict[str, Any]]:
+    """Each member with its numbers: the best its quantity reaches while the other members hold."""
+    out = []
+    for rule in conflict:
+        others = [n for n in conflict if n != rule]
+        entry: dict[str, Any] = {"rule": rule}
+        quantity = _QUANTITY.get(rule)
+        if rule.startswith("mem_cap"):
+            quantity = f"mem[{rule.split('=')[1].rstrip(']')}]"
+        limit = _limit_of(problem, rule)
+        if quantity is None:
+            entry["statement"] = _static_statement(problem, rule)
+            entry["numbers"] = {}
+            out.append(entry)
+            continue
+        raw, built, solver = oracle.best(others, quantity)
+        best = None if raw is None else oracle.options[0].units.to_user(
+            quantity, raw, problem.instance.workload.output_tokens)
+        entry["numbers"] = {"limit": limit, "best_with_others": None if best is None else round(best, 4)}
+        if rule.startswith("mem_cap"):
+            s = int(rule.split("=")[1].rstrip("]"))
+            lim_txt = (f"usable {limit:.2f} GiB per GPU ({problem.ctx.hw.gpu.memory_GiB:g} GiB x "
+                       f"{problem.instance.limits.memory_utilization:g})")
+            if best is None:
+                entry["statement"] = f"stage {s} must fit in {lim_txt}"
+            else:
+                entry["statement"] = (f"stage {s} must fit in {lim_txt}; with only the other members of this set enforced, "
+                                      f"the lightest stage {s} needs {best:.2f} GiB ({_describe_plan(built, solver)})")
+        elif rule == "gpu_count":
+            entry["statement"] = _static_statement(problem, rule)
+            if best is not None:
+                entry["statement"] += (f"; drop it and the rest of this set holds with {best:.0f} GPUs at the fewest "
+                                       f"({_describe_plan(built, solver)})")
+        else:
+            unit = _UNITS[quantity]
+            sense = "<=" if rule in ("slo.tpot_ms", "slo.ttft_ms") else ">="
+            target = f"{rule.split('.', 1)[1]} {sense} {limit:g}"
+            if best is None:
+                entry["statement"] = f"{target}"
+            else:
+                word = "lowest" if sense == "<=" else "highest"
+                entry["statement"] = (f"{target}; with only the other members of this set enforced, the {word} achievable is "
+                                      f"{best:,.2f} {unit} ({_describe_plan(built, solver)})")
+        out.append(entry)
+    return out
+
+
+def lower_bounds(problem: Problem) -> dict[str, Any]:
+    """Physics bounds that hold for every configuration (never typed in)."""
+    a, hw, ctx = problem.arch, problem.ctx.hw, problem.ctx
+    pc = param_counts(a)
+    weights_GB = {}
+    for w in ("bf16", "fp8", "int4"):
+        weights_GB[w] = round(_weights_bytes(problem, w) / GB, 2)
+    usable = ctx.capacity_bytes
+    gpu = hw.gpu
+    lightest = min((w for w in problem.instance.precision.weights if weight_dtype_supported(gpu, w)),
+                   key=lambda w: WEIGHT_BYTES[w], default="bf16")
+    need = _weights_bytes(problem, lightest)
+    best_peak = max(peak_tflops(gpu, COMPUTE_DTYPE[w]) or 0 for w in problem.instance.precision.weights)
+    active = pc.active
+    # Roofline: each output token costs at least 2 x active parameters FLOPs (attention excluded).
+    roofline_tok_s_per_gpu = best_peak * 1e12 / (2 * active)
+    min_bytes = min(_weights_bytes(problem, w) for w in problem.instance.precision.weights)
+    # A decode step streams the weights at least once from HBM, spread over every GPU at best.
+    tpot_floor_ms = min_bytes / (hw.total_gpus * gpu.hbm_TBps * 1e12) * 1e3
+    return {
+        "total_params_B": round(pc.total / 1e9, 3),
+        "active_params_B": round(active / 1e9, 3),
+        "weights_GB": weights_GB,
+        "usable_GiB_per_gpu": round(usable / GiB, 3),
+        "min_gpus_for_weights": math.ceil(need / usable),
+        "min_gpus_for_weights_precision": lightest,
+        "roofline_output_tokens_per_s_per_gpu": round(roofline_tok_s_per_gpu, 1),
+        "roofline_tpot_floor_ms": round(tpot_floor_ms, 4),
+    }
+
+
+def _weights_bytes(problem: Problem, weights: str) -> float:
+
+    a = problem.arch
+    cfg = Config(1, 1, 1, 1, weights, "bf16")
+    kinds = a.layer_kinds()
+    return (sum(layer_weight_bytes_per_gpu(a, k, cfg) for k in kinds) + embedding_bytes_per_gpu(a, 1)
+            + lm_head_bytes_per_gpu(a, 1, 1))

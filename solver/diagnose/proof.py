@@ -1,0 +1,111 @@
+"""Proofs of infeasibility: the smallest conflicting set of requirements, in numbers, and verified repairs.
+
+The entry point :func:`diagnose` builds the proof block of the JSON document: the first minimal
+conflict (deletion over the guarded model, :mod:`.oracle`), further conflicts a person needs to see,
+each member's certificate (:mod:`.certificate`), physics bounds, and verified repairs
+(:mod:`.repairs`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..problem import Problem
+from ..search.model import mem_rule
+from ..search.options import cycle_bounds, enumerate_options
+from ..search.planner import SolveParams
+from .certificate import certificate, lower_bounds
+from .oracle import Oracle, minimal_conflict, rule_order
+from .repairs import attempt, repairs
+
+# Alternative conflicts longer than this are not reported (the first conflict always is), and the
+# search for each alternative stops after this many CP-SAT solves.
+MAX_ALTERNATIVE_MEMBERS = 5
+MAX_ALTERNATIVE_SOLVES = 6
+
+
+def candidate_rules(problem: Problem, options: list) -> list[str]:
+    """Every rule that binds somewhere: static rules some candidate breaks, and the dynamic rules."""
+    rules = {v for o in options for v in o.violations}
+    rules |= {mem_rule(s) for s in range(max((o.cfg.pp for o in options), default=1))}
+    if options:
+        rules |= set(cycle_bounds(problem, options[0]))  # the throughput-type targets the instance sets
+    if problem.instance.slo.ttft_ms is not None:
+        rules.add("slo.ttft_ms")
+    if problem.pins.layers_per_stage is not None:
+        rules.add("pin.layers_per_stage")
+    if not problem.search.uneven_layers:
+        rules.add("search.uneven_layers")
+    return sorted(rules, key=rule_order)
+
+
+def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool = True,
+             time_limit: float = 20.0, max_conflicts: int = 3) -> dict[str, Any]:
+    """The proof block of the JSON document for an infeasible problem (see module docstring)."""
+    params = params or SolveParams()
+    t0 = time.perf_counter()
+    options = enumerate_options(problem, include_illegal=True)
+    oracle = Oracle(problem, options, time_limit)
+    names = candidate_rules(problem, options)
+    proof: dict[str, Any] = {"lower_bounds": lower_bounds(problem)}
+    state = oracle.feasible(names)
+    if state is True:
+        # The requirements admit a plan: a proposed placement failed on a field that was filled
+        # in (split or batch), not on a pinned one.
+        proof.update({"conflict": [], "conflicts": [], "minimal": True, "verified": True,
+                      "summary": "the pinned fields and every requirement can hold together: the failing "
+                                 "requirements come from the fields that were filled in (precision, split or batch); the "
+                                 "repair below keeps every pin"})
+        proof["repairs"] = [attempt(problem, "keep the pins, let the solver choose the rest", "pin", 0, {}, params)]
+        proof["diagnosis"] = {"time_s": round(time.perf_counter() - t0, 4), "solves": oracle.solves,
+                              "options": len(options)}
+        return proof
+    if state is None:
+        proof.update({"conflict": [], "conflicts": [], "minimal": False, "verified": False,
+                      "summary": "the diagnosis did not finish within its time limit"})
+        return proof
+    first, minimal = minimal_conflict(oracle, names)
+    conflicts = [(first, minimal, "")]
+    # Further conflicts a person needs to see: the one left once the proposed pins are dropped
+    # ("even without the pins ..."), and ones avoiding a member of the first.
+    pins = [n for n in first if n.startswith("pin.")]
+    seeds: list[tuple[list[str], str]] = []
+    if pins:
+        seeds.append(([n for n in names if not n.startswith("pin.")], "without the pinned fields"))
+    for member in first:
+        if not member.startswith("pin."):
+            seeds.append(([n for n in names if n != member], f"another conflict, without {member}"))
+    seen = {frozenset(first)}
+    for seed, why in seeds:
+        if len(conflicts) >= max_conflicts:
+            break
+        more, ok = minimal_conflict(oracle, seed, max_solves=MAX_ALTERNATIVE_SOLVES)
+        # A long alternative (every stage's memory cap, say) reads as noise next to the first.
+        if more and frozenset(more) not in seen and len(more) <= MAX_ALTERNATIVE_MEMBERS:
+            seen.add(frozenset(more))
+            conflicts.append((more, ok, why))
+    proof["conflicts"] = [
+        {"rules": c, "minimal": ok, "context": why, "members": certificate(problem, oracle, c)}
+        for c, ok, why in conflicts
+    ]
+    proof["conflict"] = proof["conflicts"][0]["members"]
+    proof["minimal"] = minimal
+    proof["verified"] = all(c["minimal"] for c in proof["conflicts"])
+    proof["summary"] = _summary(problem, proof["conflict"])
+    proof["diagnosis"] = {"time_s": round(time.perf_counter() - t0, 4), "solves": oracle.solves,
+                          "options": len(options), "candidate_rules": names}
+    if evaluation is not None:
+        proof["failed_requirements"] = [r.rule for r in evaluation.failed()]
+    if with_repairs:
+        proof["repairs"] = repairs(problem, sorted({r for c, _, _ in conflicts for r in c}, key=rule_order), params)
+    proof["time_s"] = round(time.perf_counter() - t0, 4)
+    return proof
+
+
+def _summary(problem: Problem, conflict: list[dict[str, Any]]) -> str:
+    rules = [c["rule"] for c in conflict]
+    if not rules:
+        return "no conflict found"
+    return (f"{len(rules)} requirement(s) cannot hold together: {', '.join(rules)}; dropping any one of them "
+            "leaves a feasible problem")

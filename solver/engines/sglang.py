@@ -1,0 +1,48 @@
+"""SGLang: launch flags of ``python -m sglang.launch_server`` and its expert-parallel layout rule.
+
+Flags as documented in SGLang's server arguments: ``--tp-size``, ``--pp-size``, ``--dp-size``,
+``--ep-size``, ``--context-length``, ``--max-running-requests``, ``--chunked-prefill-size``,
+``--mem-fraction-static``, ``--kv-cache-dtype``, ``--quantization``, ``--dtype``, and ``--nnodes``
+/ ``--node-rank`` / ``--dist-init-addr`` across nodes.
+"""
+
+from __future__ import annotations
+
+from .base import LaunchInput
+
+NAME = "sglang"
+
+
+def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:
+    """Experts split over ``ep`` groups of ``tp / ep`` ranks: ep divides tp."""
+    return ep == 1 or (is_moe and tp % ep == 0)
+
+
+EP_LAYOUT_RULE = "ep must divide tp (experts split over ep groups of tp/ep ranks)"
+
+
+def launch(li: LaunchInput) -> tuple[str, list[str]]:
+    """The SGLang server command and its notes for a plan."""
+    cfg = li.cfg
+    notes: list[str] = []
+    s = ["python -m sglang.launch_server", f"--model-path {li.repo}", f"--tp-size {cfg.tp}"]
+    if cfg.pp > 1:
+        s.append(f"--pp-size {cfg.pp}")
+    if cfg.dp > 1:
+        s.append(f"--dp-size {cfg.dp}")
+    if cfg.ep > 1:
+        s.append(f"--ep-size {cfg.ep}")
+    s += [f"--context-length {li.max_model_len}", f"--max-running-requests {li.max_num_seqs}",
+          f"--chunked-prefill-size {li.max_num_batched_tokens}",
+          f"--mem-fraction-static {li.memory_utilization:g}"]
+    if li.serves_16bit_as_fp16:
+        s.append("--dtype half")
+    if cfg.kv_cache == "fp8":
+        s.append("--kv-cache-dtype fp8_e5m2")
+    if cfg.weights == "fp8":
+        s.append("--quantization fp8")
+    if li.nodes_used > 1:
+        s.append(f"--nnodes {li.nodes_used} --node-rank <rank> --dist-init-addr <head>:5000")
+    if li.uneven:
+        notes.append("SGLang has no per-stage layer partition flag: it splits layers evenly")
+    return " ".join(s), notes

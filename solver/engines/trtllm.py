@@ -1,0 +1,28 @@
+"""TensorRT-LLM: the defaults of its benchmark and runtime that the cost model's calibration relies on.
+
+The offline throughput tables in the calibration data were measured with ``trtllm-bench``; these are
+the settings it applies when none are given (see benchmarks/fidelity.py for how a row maps onto an
+instance). Expert parallelism splits experts over ``moe_expert_parallel_size`` groups of the TP ranks.
+"""
+
+from __future__ import annotations
+
+NAME = "trtllm"
+
+# trtllm-bench heuristic hard cap on max_batch_size (tensorrt_llm/bench/build/tuning.py,
+# finetune_setting: ``raw_bs = min(kv_cache_max_requests, 4096) / pp_size``).
+BENCH_MAX_BATCH_CAP = 4096
+# TensorRT-LLM default max_num_tokens (tensorrt_llm/builder.py BuildConfig.max_num_tokens = 8192,
+# DEFAULT_MAX_NUM_TOKENS in tensorrt_llm/bench/build/build.py); sizes only the activation workspace.
+MAX_NUM_TOKENS = 8192
+# trtllm-bench throughput --kv_cache_free_gpu_mem_fraction default (throughput.py: default=.90,
+# "The percentage of memory to use for KV Cache after model load").
+KV_CACHE_FREE_FRACTION = 0.90
+
+
+def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:
+    """``moe_expert_parallel_size`` divides the TP group (``moe_tensor_parallel_size`` = tp / ep)."""
+    return ep == 1 or (is_moe and tp % ep == 0)
+
+
+EP_LAYOUT_RULE = "ep must divide tp (experts split over ep groups of tp/ep ranks)"

@@ -1,0 +1,60 @@
+"""vLLM: launch flags, the uneven-split environment variable, and its expert-parallel layout rule.
+
+Flags as documented for ``vllm serve`` (engine arguments): ``--tensor-parallel-size``,
+``--pipeline-parallel-size``, ``--data-parallel-size``, ``--enable-expert-parallel``,
+``--max-model-len``, ``--max-num-seqs``, ``--max-num-batched-tokens``, ``--gpu-memory-utilization``,
+``--kv-cache-dtype``, ``--quantization``, ``--dtype``; ``VLLM_PP_LAYER_PARTITION`` sets the layers
+of each pipeline stage.
+"""
+
+from __future__ import annotations
+
+from .base import LaunchInput
+
+NAME = "vllm"
+
+
+def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:
+    """vLLM's ``--enable-expert-parallel`` spreads the experts over the whole TP group: ep is 1 or tp."""
+    return ep == 1 or (is_moe and ep == tp)
+
+
+EP_LAYOUT_RULE = "ep must be 1 or equal tp (vLLM's expert parallelism spans the TP group)"
+
+
+def launch(li: LaunchInput) -> tuple[str, dict[str, str], list[str]]:
+    """The ``vllm serve`` command, its environment and notes for a plan."""
+    cfg = li.cfg
+    notes: list[str] = []
+    v = ["vllm serve", li.repo, f"--tensor-parallel-size {cfg.tp}", f"--pipeline-parallel-size {cfg.pp}"]
+    if cfg.dp > 1:
+        v.append(f"--data-parallel-size {cfg.dp}")
+    if cfg.ep > 1:
+        v.append("--enable-expert-parallel")
+    v += [f"--max-model-len {li.max_model_len}", f"--max-num-seqs {li.max_num_seqs}",
+          f"--max-num-batched-tokens {li.max_num_batched_tokens}",
+          f"--gpu-memory-utilization {li.memory_utilization:g}"]
+    if li.serves_16bit_as_fp16:
+        # The cost model computes BF16 at the FP16 peak on such GPUs; the engine must be told.
+        v.append("--dtype half")
+        notes.append(f"{li.gpu.name} has no BF16: the model is served in FP16 (--dtype half), as costed")
+    if cfg.kv_cache == "fp8":
+        v.append("--kv-cache-dtype fp8")
+    if cfg.weights == "fp8":
+        v.append("--quantization fp8")
+    elif cfg.weights in ("int8", "int4", "fp4"):
+        kind = {"int8": "W8A8 INT8", "int4": "AWQ/GPTQ INT4", "fp4": "NVFP4"}[cfg.weights]
+        notes.append(f"{cfg.weights} weights: serve a {kind} checkpoint of {li.repo} (the engine reads its "
+                     "quantization from the checkpoint)")
+    elif cfg.weights == "fp16" and not li.no_bf16:
+        v.append("--dtype float16")
+    env: dict[str, str] = {}
+    if li.uneven:
+        env["VLLM_PP_LAYER_PARTITION"] = ",".join(map(str, li.layers_per_stage))
+    if li.nodes_used > 1:
+        if cfg.dp > 1:
+            v.append("--data-parallel-backend ray")  # vLLM places DP ranks over nodes through Ray
+        notes.append(f"spans {li.nodes_used} nodes: start a Ray cluster over them first and run the command on "
+                     "the head node (vLLM multi-node serving)")
+    env_prefix = " ".join(f"{k}={val}" for k, val in env.items())
+    return (env_prefix + " " if env_prefix else "") + " ".join(v), env, notes

@@ -1,0 +1,55 @@
+"""The ``--strategy`` text (``tp=2,pp=4,layers=19+21+21+19,weights=fp8,kv=fp8,batch=64``) as strategy pins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InputError, closest
+from .schema import KV_DTYPES, WEIGHT_DTYPES
+
+_STRATEGY_KEYS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "layers": "layers_per_stage",
+                  "layers_per_stage": "layers_per_stage", "weights": "weights", "kv": "kv_cache",
+                  "kv_cache": "kv_cache", "batch": "max_num_seqs", "max_num_seqs": "max_num_seqs"}
+
+
+def parse_strategy(text: str) -> dict[str, Any]:
+    """``tp=2,pp=4,layers=19+21+21+19,weights=fp8,kv=fp8,batch=64`` -> strategy pin fields."""
+    out: dict[str, Any] = {}
+    if not text.strip():
+        raise InputError("--strategy", "", text, f"empty; give key=value pairs, keys: {', '.join(sorted(_STRATEGY_KEYS))}")
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise InputError("--strategy", part, part, f"expected key=value; keys: {', '.join(sorted(_STRATEGY_KEYS))}")
+        key, value = (s.strip() for s in part.split("=", 1))
+        field = _STRATEGY_KEYS.get(key)
+        if field is None:
+            raise InputError("--strategy", key, value,
+                             f"unknown key '{key}'{closest(key, _STRATEGY_KEYS)} (keys: {', '.join(sorted(_STRATEGY_KEYS))})")
+        if field in out:
+            raise InputError("--strategy", key, value, f"{key} is given twice")
+        if field in ("weights", "kv_cache"):
+            accepted = WEIGHT_DTYPES if field == "weights" else KV_DTYPES
+            if value not in accepted:
+                raise InputError("--strategy", key, value, f"expected one of {', '.join(accepted)}")
+            out[field] = value
+        elif field == "layers_per_stage":
+            try:
+                layers = [int(x) for x in value.split("+")]
+            except ValueError:
+                raise InputError("--strategy", key, value, "expected layer counts joined by '+', e.g. 19+21+21+19") from None
+            if any(n <= 0 for n in layers):
+                raise InputError("--strategy", key, value, "every stage needs at least one layer")
+            out[field] = layers
+        else:
+            try:
+                n = int(value)
+            except ValueError:
+                raise InputError("--strategy", key, value, "expected a positive integer") from None
+            if n <= 0:
+                raise InputError("--strategy", key, value, "expected a positive integer")
+            out[field] = n
+    if "layers_per_stage" in out and "pp" not in out:
+        out["pp"] = len(out["layers_per_stage"])
+    if "layers_per_stage" in out and out["pp"] != len(out["layers_per_stage"]):
+        raise InputError("--strategy", "layers", value, f"{len(out['layers_per_stage'])} stages given but pp = {out['pp']}")
+    return out

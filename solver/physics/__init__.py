@@ -1,0 +1,75 @@
+"""The exact cost model: parameters and bytes, memory, compute and communication time, serving metrics.
+
+This package is the specification. The CP-SAT coefficients (:mod:`solver.search.options`), the
+verifier, the simulator and the report all come from these functions; it never imports ortools and
+imports nothing of the project but :mod:`solver.input` (the validated input types). Units are in
+names: bytes, seconds (``_s``), GiB, GB/s. Every constant says why and where it comes from.
+
+Modules, lowest first: ``precision`` (bytes and peaks per dtype), ``efficiency`` (named factors per
+GPU family), ``params`` (parameter counts), ``layout`` (configuration, hardware, context, GPU
+numbering, layer splits), ``memory`` (bytes per GPU), ``timing`` (per-layer roofline and
+collectives), ``stages`` (per-stage linear coefficients), ``serving`` (TTFT, TPOT, throughput).
+Other packages import from here; the modules import each other directly, never this package.
+"""
+
+from .efficiency import EFFICIENCY_BY_FAMILY, Efficiency, efficiency_for
+from .layout import (
+    GB,
+    KINDS,
+    Config,
+    Context,
+    GiB,
+    Hardware,
+    boundary_link,
+    even_split,
+    gpu_index,
+    stage_counts,
+)
+from .memory import (
+    ACTIVATION_FACTOR,
+    SAMPLER_FP32_COPIES,
+    RUNTIME_OVERHEAD_COMM_GiB,
+    RUNTIME_OVERHEAD_SINGLE_GiB,
+    activation_bytes,
+    embedding_bytes_per_gpu,
+    kv_bytes_per_token,
+    kv_bytes_per_token_layer,
+    kv_heads_per_gpu,
+    kv_tokens_per_replica,
+    layer_weight_bytes_per_gpu,
+    lm_head_bytes_per_gpu,
+    runtime_overhead_bytes,
+)
+from .params import LayerParams, ParamCounts, layer_params, param_counts
+from .precision import (
+    ACT_BYTES,
+    COMPUTE_DTYPE,
+    KV_BYTES,
+    WEIGHT_BYTES,
+    kv_dtype_supported,
+    peak_tflops,
+    weight_dtype_supported,
+)
+from .serving import Metrics, serving_metrics
+from .stages import StageCoefficients, max_batch_that_fits, stage_coefficients
+from .timing import (
+    LayerTime,
+    allreduce_s,
+    alltoall_s,
+    experts_touched_fraction,
+    layer_time,
+    lm_head_time,
+    send_s,
+)
+
+__all__ = [
+    "ACTIVATION_FACTOR", "ACT_BYTES", "COMPUTE_DTYPE", "EFFICIENCY_BY_FAMILY", "GB", "GiB", "KINDS", "KV_BYTES",
+    "RUNTIME_OVERHEAD_COMM_GiB", "RUNTIME_OVERHEAD_SINGLE_GiB", "SAMPLER_FP32_COPIES", "WEIGHT_BYTES", "Config",
+    "Context", "Efficiency", "Hardware", "LayerParams", "LayerTime", "Metrics", "ParamCounts", "StageCoefficients",
+    "activation_bytes", "allreduce_s", "alltoall_s", "boundary_link", "efficiency_for", "embedding_bytes_per_gpu",
+    "even_split", "experts_touched_fraction", "gpu_index", "kv_bytes_per_token", "kv_bytes_per_token_layer",
+    "kv_dtype_supported", "kv_heads_per_gpu", "kv_tokens_per_replica", "layer_params", "layer_time",
+    "layer_weight_bytes_per_gpu", "lm_head_bytes_per_gpu", "lm_head_time", "max_batch_that_fits",
+    "param_counts", "peak_tflops", "runtime_overhead_bytes", "send_s", "serving_metrics", "stage_coefficients",
+    "stage_counts", "weight_dtype_supported",
+]

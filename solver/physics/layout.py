@@ -1,0 +1,106 @@
+"""A parallel configuration, the resolved hardware and an instance's fixed cost-model inputs; GPU layout.
+
+GPUs are numbered replicas outermost, then pipeline stages, then TP ranks, so TP groups stay inside
+a node and a stage boundary crosses nodes only where the numbering does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..input.catalog import Architecture
+from ..input.schema import GpuCard, LimitsSpec, LinkSpec, WorkloadSpec
+from .efficiency import Efficiency
+
+GiB = 2**30
+GB = 1e9
+# Decoder layer kinds: an MoE model mixes dense and expert layers (DeepSeek-V3: 3 dense, then MoE).
+KINDS = ("dense", "moe")
+
+
+@dataclass(frozen=True, order=True)
+class Config:
+    """A parallel configuration and precision (the layer split is separate)."""
+
+    tp: int
+    pp: int
+    dp: int
+    ep: int
+    weights: str
+    kv_cache: str
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    def label(self) -> str:
+        ep = f",ep={self.ep}" if self.ep > 1 else ""
+        return f"tp={self.tp},pp={self.pp},dp={self.dp}{ep},weights={self.weights},kv={self.kv_cache}"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The resolved cluster."""
+
+    gpu: GpuCard
+    gpus_per_node: int
+    nodes: int
+    intra: LinkSpec
+    inter: LinkSpec
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpus_per_node * self.nodes
+
+
+@dataclass(frozen=True)
+class Context:
+    """An instance's fixed inputs to the cost model."""
+
+    arch: Architecture
+    hw: Hardware
+    workload: WorkloadSpec
+    limits: LimitsSpec
+    eff: Efficiency
+
+    @property
+    def capacity_bytes(self) -> float:
+        """Usable bytes per GPU: device memory x memory_utilization."""
+        return self.hw.gpu.memory_GiB * GiB * self.limits.memory_utilization
+
+    @property
+    def decode_context_tokens(self) -> float:
+        """Mean context a decode step attends over: the prompt plus half the output."""
+        return self.workload.input_tokens + self.workload.output_tokens / 2
+
+
+def gpu_index(cfg: Config, replica: int, stage: int, tp_rank: int) -> int:
+    """Global GPU id: replicas outermost, then stages, then TP ranks (TP groups stay in a node)."""
+    return (replica * cfg.pp + stage) * cfg.tp + tp_rank
+
+
+def boundary_link(ctx: Context, cfg: Config, stage: int) -> LinkSpec:
+    """The link between stage ``stage`` and the next one (the network when they sit on two nodes)."""
+    g = ctx.hw.gpus_per_node
+    a = gpu_index(cfg, 0, stage, 0) // g
+    b = gpu_index(cfg, 0, stage + 1, 0) // g
+    return ctx.hw.intra if a == b else ctx.hw.inter
+
+
+def stage_counts(kinds: tuple[str, ...], layers_per_stage: list[int]) -> list[dict[str, int]]:
+    """Layers of each kind on each stage for a contiguous split."""
+    out, start = [], 0
+    for n in layers_per_stage:
+        seg = kinds[start : start + n]
+        out.append({k: seg.count(k) for k in KINDS})
+        start += n
+    return out
+
+
+def even_split(layers: int, pp: int) -> list[int]:
+    """vLLM's default partition: equal shares, the remainder on the stages before the last."""
+    base = layers // pp
+    parts = [base] * pp
+    for i in range(2, layers % pp + 2):
+        parts[-i] += 1
+    return parts

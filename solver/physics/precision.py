@@ -1,0 +1,47 @@
+"""Bytes per value and the tensor-core peak of each precision, and what a GPU supports natively."""
+
+from __future__ import annotations
+
+from ..input.schema import GpuCard
+
+# Bytes per quantised linear-layer parameter. Embedding, LM head, norms and router stay 16-bit,
+# as in the FP8 / AWQ / NVFP4 checkpoints engines load (e.g. nvidia/*-FP8 keep lm_head in BF16).
+WEIGHT_BYTES: dict[str, float] = {
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,  # per-tensor / per-channel scales are negligible
+    "int8": 1.0,
+    # AWQ/GPTQ int4: a 16-bit scale and a 4-bit zero point per group of 128 weights.
+    "int4": 0.5 + (2.0 + 0.5) / 128,
+    # NVFP4: one FP8 scale per block of 16 weights (NVIDIA Blackwell NVFP4 format).
+    "fp4": 0.5 + 1.0 / 16,
+}
+KV_BYTES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0}
+ACT_BYTES = 2.0  # activations travel in 16-bit between layers and GPUs
+
+# Which tensor-core peak a weight precision computes at. int4 is weight-only (dequantised to
+# 16-bit before the GEMM, as AWQ/GPTQ kernels do); the others are W8A8 / W4A4 GEMMs.
+COMPUTE_DTYPE: dict[str, str] = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "fp16",
+                                 "fp4": "fp4"}
+
+
+def peak_tflops(gpu: GpuCard, dtype: str) -> float | None:
+    """Dense peak TFLOP/s for a compute dtype; 16-bit falls back between bf16 and fp16.
+
+    Engines run BF16 checkpoints in FP16 on GPUs without BF16 (vLLM casts with a warning on T4),
+    so a 16-bit precision is never unsupported; FP8 / INT8 / FP4 need native tensor cores.
+    """
+    t = gpu.dense_TFLOPS
+    if dtype in ("bf16", "fp16"):
+        return getattr(t, dtype) or t.fp16 or t.bf16
+    return getattr(t, dtype)
+
+
+def weight_dtype_supported(gpu: GpuCard, dtype: str) -> bool:
+    """True when the GPU can compute with weights of ``dtype``."""
+    return peak_tflops(gpu, COMPUTE_DTYPE[dtype]) is not None
+
+
+def kv_dtype_supported(gpu: GpuCard, dtype: str) -> bool:
+    """FP8 KV cache needs Ampere or newer in the engines' attention kernels (not Turing)."""
+    return dtype != "fp8" or gpu.family != "turing"

@@ -1,0 +1,137 @@
+"""Per-stage coefficients: the linear model, in the layers a stage holds, shared by CP-SAT and the verifier."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .layout import KINDS, Config, Context, boundary_link, stage_counts
+from .memory import (
+    activation_bytes,
+    embedding_bytes_per_gpu,
+    kv_bytes_per_token_layer,
+    kv_tokens_per_replica,
+    layer_weight_bytes_per_gpu,
+    lm_head_bytes_per_gpu,
+    runtime_overhead_bytes,
+)
+from .precision import ACT_BYTES
+from .timing import LayerTime, layer_time, lm_head_time, send_s
+
+
+@dataclass(frozen=True)
+class StageCoefficients:
+    """For one configuration and batch: the per-stage costs, linear in the layers a stage holds.
+
+    A stage's value of any quantity is ``per_layer[kind] * layers_of_kind + first/last extras +
+    per-stage constant``. Bytes are per GPU; times in seconds.
+    """
+
+    cfg: Config
+    batch: int  # sequences in flight per replica
+    micro_batch: float
+    mem_per_layer: dict[str, float]  # weights + KV bytes
+    weight_per_layer: dict[str, float]
+    kv_per_layer: dict[str, float]
+    dec_per_layer: dict[str, float]
+    pf_lat_per_layer: dict[str, float]
+    pf_work_per_layer: dict[str, float]
+    mem_first: float  # embedding
+    mem_last: float  # LM head (+ final norm)
+    mem_const: float  # activations + runtime overhead
+    act_bytes: float
+    overhead_bytes: float
+    dec_last: float
+    pf_lat_last: float
+    pf_work_last: float
+    dec_const: float  # per-step overhead
+    send_dec: tuple[float, ...]  # per stage boundary s -> s+1 (len pp-1)
+    send_pf: tuple[float, ...]
+
+    def stage_values(self, counts: dict[str, int], stage: int) -> dict[str, float]:
+        """Memory (bytes) and times (s) of stage ``stage`` holding ``counts`` layers of each kind."""
+        pp = self.cfg.pp
+        first, last = stage == 0, stage == pp - 1
+        mem_w = sum(self.weight_per_layer[k] * counts.get(k, 0) for k in KINDS)
+        mem_kv = sum(self.kv_per_layer[k] * counts.get(k, 0) for k in KINDS)
+        extra_w = (self.mem_first if first else 0.0) + (self.mem_last if last else 0.0)
+        send_dec = 0.0 if last else self.send_dec[stage]
+        send_pf = 0.0 if last else self.send_pf[stage]
+        return {
+            "weights": mem_w + extra_w,
+            "kv_cache": mem_kv,
+            "activations": self.act_bytes,
+            "overhead": self.overhead_bytes,
+            "memory": mem_w + extra_w + mem_kv + self.mem_const,
+            "decode_s": sum(self.dec_per_layer[k] * counts.get(k, 0) for k in KINDS)
+            + (self.dec_last if last else 0.0)
+            + self.dec_const
+            + send_dec,
+            "pf_lat_s": sum(self.pf_lat_per_layer[k] * counts.get(k, 0) for k in KINDS)
+            + (self.pf_lat_last if last else 0.0)
+            + send_pf,
+            "pf_work_s": sum(self.pf_work_per_layer[k] * counts.get(k, 0) for k in KINDS)
+            + (self.pf_work_last if last else 0.0)
+            + send_pf,
+        }
+
+
+def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficients:
+    """Per-stage linear coefficients for ``cfg`` with ``batch`` sequences per replica."""
+    a = ctx.arch
+    micro = batch / cfg.pp
+    kinds = set(a.layer_kinds())
+    tokens = kv_tokens_per_replica(batch, ctx.workload)
+    weight = {k: layer_weight_bytes_per_gpu(a, k, cfg) if k in kinds else 0.0 for k in KINDS}
+    kv = {k: tokens * kv_bytes_per_token_layer(a, cfg.kv_cache, cfg.tp) if k in kinds else 0.0 for k in KINDS}
+    times = {k: layer_time(ctx, k, cfg, micro) for k in kinds}
+    zero = LayerTime(0.0, 0.0, 0.0)
+    head = lm_head_time(ctx, cfg, micro)
+    act = activation_bytes(a, cfg.tp, ctx.limits)
+    overhead = runtime_overhead_bytes(cfg, ctx.limits)
+    send_dec = tuple(send_s(micro * a.hidden * ACT_BYTES, boundary_link(ctx, cfg, s), ctx.eff) for s in range(cfg.pp - 1))
+    send_pf = tuple(
+        send_s(ctx.workload.input_tokens * a.hidden * ACT_BYTES, boundary_link(ctx, cfg, s), ctx.eff)
+        for s in range(cfg.pp - 1)
+    )
+    return StageCoefficients(
+        cfg=cfg,
+        batch=batch,
+        micro_batch=micro,
+        mem_per_layer={k: weight[k] + kv[k] for k in KINDS},
+        weight_per_layer=weight,
+        kv_per_layer=kv,
+        dec_per_layer={k: times.get(k, zero).decode_s for k in KINDS},
+        pf_lat_per_layer={k: times.get(k, zero).prefill_latency_s for k in KINDS},
+        pf_work_per_layer={k: times.get(k, zero).prefill_work_s for k in KINDS},
+        mem_first=embedding_bytes_per_gpu(a, cfg.tp),
+        mem_last=lm_head_bytes_per_gpu(a, cfg.tp, cfg.pp),
+        mem_const=act + overhead,
+        act_bytes=act,
+        overhead_bytes=overhead,
+        dec_last=head.decode_s,
+        pf_lat_last=head.prefill_latency_s,
+        pf_work_last=head.prefill_work_s,
+        dec_const=ctx.eff.step_overhead_s,
+        send_dec=send_dec,
+        send_pf=send_pf,
+    )
+
+
+def max_batch_that_fits(ctx: Context, cfg: Config, layers_per_stage: list[int]) -> int:
+    """Largest batch per replica whose KV cache fits every stage (0 when not even one sequence fits)."""
+    kinds = ctx.arch.layer_kinds()
+    counts = stage_counts(kinds, layers_per_stage)
+    coef1 = stage_coefficients(ctx, cfg, 1)
+    kv_tok = kv_bytes_per_token_layer(ctx.arch, cfg.kv_cache, cfg.tp)
+    seq = ctx.workload.input_tokens + ctx.workload.output_tokens
+    best = math.inf
+    for s, c in enumerate(counts):
+        vals = coef1.stage_values(c, s)
+        fixed = vals["weights"] + vals["activations"] + vals["overhead"]
+        free = ctx.capacity_bytes - fixed
+        per_seq = kv_tok * sum(c.values()) * seq
+        if free < kv_tok * sum(c.values()) * ctx.workload.model_len:
+            return 0
+        best = min(best, free // per_seq if per_seq > 0 else math.inf)
+    return int(best) if best != math.inf else ctx.limits.max_num_seqs

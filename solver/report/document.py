@@ -1,0 +1,132 @@
+"""The stable JSON document of a plan, a verdict or a proof (DESIGN section 4)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..engines import LaunchInput, launch_commands
+from ..physics import Config, gpu_index
+from ..problem import Problem
+from ..verify import Evaluation, Placement
+
+JSON_SCHEMA_VERSION = 1
+
+
+def launch_input(problem: Problem, placement: Placement) -> LaunchInput:
+    """The engine-facing view of a plan: what its launch commands carry."""
+    a, inst = problem.arch, problem.instance
+    return LaunchInput(
+        repo=a.hf_repo or a.name,
+        cfg=placement.cfg,
+        layers_per_stage=tuple(placement.layers_per_stage),
+        num_layers=a.layers,
+        max_num_seqs=placement.batch,
+        max_model_len=inst.workload.model_len,
+        max_num_batched_tokens=inst.limits.max_num_batched_tokens,
+        memory_utilization=inst.limits.memory_utilization,
+        gpu=problem.ctx.hw.gpu,
+        gpus_per_node=problem.ctx.hw.gpus_per_node,
+    )
+
+
+def gpu_map(problem: Problem, ev: Evaluation) -> list[dict[str, Any]]:
+    """One entry per GPU used: node, stage, ranks, experts held, memory breakdown."""
+    cfg: Config = ev.placement.cfg
+    a = problem.arch
+    gpn = problem.ctx.hw.gpus_per_node
+    out = []
+    for r in range(cfg.dp):
+        for s in range(cfg.pp):
+            for t in range(cfg.tp):
+                gid = gpu_index(cfg, r, s, t)
+                entry: dict[str, Any] = {"id": gid, "node": gid // gpn, "stage": s, "tp_rank": t, "dp_rank": r}
+                if a.is_moe:
+                    group = t // (cfg.tp // cfg.ep) if cfg.tp % cfg.ep == 0 else 0
+                    per = a.experts // cfg.ep if cfg.ep else a.experts
+                    entry["ep_rank"] = group
+                    entry["experts"] = [group * per, group * per + per - 1]
+                entry["memory_GiB"] = {k: round(v, 3) for k, v in ev.stages[s].memory_GiB.items()}
+                out.append(entry)
+    return out
+
+
+def _req_json(r) -> dict[str, Any]:
+    return {"rule": r.rule, "statement": r.statement, "value": _num(r.value), "limit": _num(r.limit),
+            "unit": r.unit, "slack": _num(r.slack), "passed": r.passed}
+
+
+def _num(x: Any) -> Any:
+    if isinstance(x, float):
+        return round(x, 6)
+    return x
+
+
+def evaluation_json(problem: Problem, ev: Evaluation) -> dict[str, Any]:
+    """The plan part of the JSON document (strategy, stages, GPUs, metrics, requirements, launch)."""
+    m = ev.metrics
+    p = ev.placement
+    return {
+        "strategy": p.strategy(),
+        "stages": [
+            {"index": st.index, "layers": list(st.layers),
+             "gpus": [gpu_index(p.cfg, 0, st.index, t) for t in range(p.cfg.tp)],
+             "memory_GiB": {k: round(v, 3) for k, v in st.memory_GiB.items()},
+             "decode_ms": round(st.decode_ms, 4), "prefill_ms": round(st.prefill_ms, 4)}
+            for st in ev.stages
+        ],
+        "gpus": gpu_map(problem, ev),
+        "metrics": {
+            "ttft_ms": round(m.ttft_ms, 3),
+            "tpot_ms": round(m.tpot_ms, 4),
+            "decode_step_ms": round(m.decode_step_ms, 4),
+            "output_tokens_per_s": round(_served(problem, ev), 3),
+            "capacity_output_tokens_per_s": round(m.output_tokens_per_s, 3),
+            "output_tokens_per_s_per_gpu": round(m.output_tokens_per_s_per_gpu, 3),
+            "max_concurrency": min(ev.max_concurrency, p.batch * p.cfg.dp),
+            "kv_capacity_sequences": ev.max_concurrency,
+            "max_request_rate": round(m.max_request_rate, 4),
+            "batch_per_replica": m.batch_per_replica,
+            "gpus_used": m.gpus,
+        },
+        "requirements": [_req_json(r) for r in ev.requirements],
+        "launch": launch_commands(launch_input(problem, p)),
+    }
+
+
+def _served(problem: Problem, ev: Evaluation) -> float:
+    """Output tokens/s actually served: the request rate's demand when one is given, else capacity."""
+    wl = problem.instance.workload
+    if wl.mode == "request_rate":
+        return min(ev.metrics.output_tokens_per_s, wl.request_rate * wl.output_tokens)
+    return ev.metrics.output_tokens_per_s
+
+
+def document(problem: Problem, status: str, ev: Evaluation | None, solver: dict[str, Any] | None = None,
+             proof: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stable JSON document (DESIGN section 4)."""
+    doc: dict[str, Any] = {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "instance": problem.name,
+        "file": problem.file,
+        "model": problem.arch.name,
+        "gpu": problem.ctx.hw.gpu.name,
+        "cluster_gpus": problem.ctx.hw.total_gpus,
+        "objective_name": problem.instance.objective,
+        "status": status,
+    }
+    if ev is not None:
+        doc.update(evaluation_json(problem, ev))
+    else:
+        doc.update({"strategy": None, "stages": [], "gpus": [], "metrics": None, "requirements": [], "launch": None})
+    doc["proof"] = proof
+    doc["solver"] = solver
+    doc["defaults"] = problem.defaults
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    """Deterministic JSON text."""
+    return json.dumps(doc, indent=2, sort_keys=False, default=str)

@@ -1,0 +1,178 @@
+"""People's view of a JSON document: text for a terminal, Markdown for a pull request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _table(headers: list[str], rows: list[list[str]], md: bool) -> list[str]:
+    if md:
+        out = ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        return out + [""]  # a Markdown table ends at a blank line
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = ["  " + line, "  " + "  ".join("-" * w for w in widths)]
+    out += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return out
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        if x == 0:
+            return "0"
+        if abs(x) >= 100:
+            return f"{x:,.1f}"
+        return f"{x:.3g}" if abs(x) < 1 else f"{x:.2f}"
+    return str(x)
+
+
+def render_text(doc: dict[str, Any], md: bool = False) -> str:
+    """People's view of a JSON document (plan, verification or proof)."""
+    h = (lambda t: f"\n## {t}") if md else (lambda t: f"\n{t}")
+    out: list[str] = []
+    title = f"{doc['instance']}: {doc['model']} on {doc['cluster_gpus']} x {doc['gpu']}"
+    out.append(f"# {title}" if md else title)
+    status = doc["status"].upper()
+    sv = doc.get("solver") or {}
+    line = f"Status: {status}"
+    if sv.get("mode") == "verify":
+        line = ("Status: the proposed strategy PASSES every requirement" if doc["status"] == "feasible" else
+                "Status: the proposed strategy FAILS a requirement (JSON status \"infeasible\")")
+        line += " (checked with the exact cost model; no solver)"
+    elif sv:
+        line += f" in {sv.get('time_s', 0):.2f} s"
+        if sv.get("objective") is not None:
+            line += f"; objective {_fmt(sv['objective'])} {sv.get('objective_unit', '')}"
+            if sv.get("bound") is not None:
+                line += f" (bound {_fmt(sv['bound'])}, gap {sv.get('gap', 0) or 0:.2%})"
+    out.append(line)
+    if doc.get("strategy"):
+        st = doc["strategy"]
+        m = doc["metrics"]
+        out.append(h("Strategy"))
+        out.append(f"  tp={st['tp']} pp={st['pp']} dp={st['dp']} ep={st['ep']}  weights {st['weights']}  "
+                   f"kv_cache {st['kv_cache']}  max_num_seqs {st['max_num_seqs']} per replica  "
+                   f"({m['gpus_used']} of {doc['cluster_gpus']} GPUs)")
+        out.append(h("Stages (memory per GPU, GiB)"))
+        rows = []
+        for s in doc["stages"]:
+            mem = s["memory_GiB"]
+            rows.append([str(s["index"]), f"{s['layers'][0]}-{s['layers'][1]}",
+                         str(s["layers"][1] - s["layers"][0] + 1), ",".join(map(str, s["gpus"])),
+                         _fmt(mem["weights"]), _fmt(mem["kv_cache"]), _fmt(mem["activations"]), _fmt(mem["overhead"]),
+                         f"{mem['total']:.2f} / {mem['capacity']:.2f}", _fmt(s["decode_ms"])])
+        out += _table(["stage", "layers", "n", "GPUs (replica 0)", "weights", "KV", "activ.", "overhead",
+                       "total / usable", "decode ms"], rows, md)
+        gpus = doc["gpus"]
+        if gpus and "experts" in gpus[0]:
+            out.append(h("Experts per GPU (replica 0)"))
+            out += _table(["GPU", "stage", "tp rank", "ep rank", "experts"],
+                          [[str(g["id"]), str(g["stage"]), str(g["tp_rank"]), str(g["ep_rank"]),
+                            f"{g['experts'][0]}-{g['experts'][1]}"] for g in gpus if g["dp_rank"] == 0], md)
+        out.append(h("Predicted metrics"))
+        out += _table(["metric", "value"], [
+            ["TTFT", f"{m['ttft_ms']:.1f} ms"],
+            ["TPOT", f"{m['tpot_ms']:.2f} ms (decode step alone {m['decode_step_ms']:.2f} ms)"],
+            ["output tokens/s", f"{m['output_tokens_per_s']:,.0f} served; capacity "
+                                f"{m['capacity_output_tokens_per_s']:,.0f}"],
+            ["output tokens/s per GPU", f"{m['output_tokens_per_s_per_gpu']:,.1f} (capacity)"],
+            ["max request rate", f"{m['max_request_rate']:.2f} req/s"],
+            ["max concurrency", f"{m['max_concurrency']} sequences (max_num_seqs x dp; the KV cache holds "
+                                f"{m['kv_capacity_sequences']} within the engine cap)"],
+        ], md)
+        out.append(h("Requirements"))
+        rows = [["PASS" if r["passed"] else "FAIL", r["rule"], _fmt(r["value"]), _fmt(r["limit"]),
+                 "" if r["slack"] is None else _fmt(r["slack"]), r["unit"]] for r in doc["requirements"]]
+        out += _table(["", "rule", "value", "limit", "slack", "unit"], rows, md)
+        failed = [r for r in doc["requirements"] if not r["passed"]]
+        for r in failed:
+            out.append(f"  FAIL {r['rule']}: {r['statement']}")
+        if doc.get("binding"):
+            out.append(f"  Binding (within 5% of the limit): {', '.join(doc['binding'])}")
+        launch = doc.get("launch")
+        if launch:
+            out.append(h("Launch"))
+            fence = ["```bash"] if md else []
+            out += fence + [f"  {launch['vllm']}", f"  {launch['sglang']}"] + (["```"] if md else [])
+            for n in launch.get("notes", []):
+                out.append(f"  note: {n}")
+    comparison = doc.get("optimum")
+    if comparison:
+        out.append(h("Compared with the optimum"))
+        out.append(f"  {comparison['statement']}")
+    proof = doc.get("proof")
+    if proof:
+        out.append(render_proof(proof, md))
+    if doc.get("strategy_defaults"):
+        out.append(h("Strategy fields not given (filled in)"))
+        for k, v in doc["strategy_defaults"].items():
+            out.append(f"  {k}: {v}")
+    if sv and sv.get("mode") != "verify":
+        out.append(h("Solver"))
+        if not sv.get("options_considered"):
+            out.append("  no candidate configuration passes every per-configuration rule (the proof says which)")
+        else:
+            out.append(f"  {sv.get('options_considered', 0)} candidate configurations, {sv.get('options_in_model', 0)} "
+                       f"in the model after bound pruning; CP-SAT {sv.get('ortools')}, {sv.get('workers')} worker(s), "
+                       f"seed {sv.get('seed')}; phases: "
+                       + ", ".join(f"{p['phase']} {p['status']} {p['wall_s']:.3f}s" for p in sv.get("phases", [])))
+        proof = doc.get("proof") or {}
+        if proof.get("time_s") is not None:
+            diag = proof.get("diagnosis", {})
+            out.append(f"  diagnosis: {diag.get('solves', 0)} CP-SAT solves over {diag.get('options', 0)} candidates "
+                       f"({diag.get('time_s', 0):.2f} s); proof with repairs {proof['time_s']:.2f} s")
+    d = doc.get("defaults") or {}
+    if d:
+        out.append(h("Defaults used"))
+        for k, v in d.items():
+            out.append(f"  {k}: {v}")
+    if md:
+        # Every plain line is its own paragraph in Markdown (list items keep their own lines).
+        out = [f"- {line.strip()}" if line.startswith("  ") and not line.strip().startswith("|")
+               and not line.strip().startswith("-") else line for line in out]
+    return "\n".join(out) + "\n"
+
+
+def render_proof(proof: dict[str, Any], md: bool = False) -> str:
+    """The proof section of the text / Markdown report, readable without knowing CP-SAT."""
+    h = (lambda t: f"\n## {t}") if md else (lambda t: f"\n{t}")
+    out = [h("Proof of infeasibility")]
+    if not proof.get("conflict"):
+        out.append(f"  {proof.get('summary', '')}")
+    for k, conflict in enumerate(proof.get("conflicts") or []):
+        head = "These requirements cannot all hold" if k == 0 else f"Also ({conflict['context']}): these cannot all hold"
+        out.append(f"  {head} (a minimal set: drop any one and the rest can hold"
+                   + ("; checked" if conflict["minimal"] else "; minimality NOT confirmed") + "):")
+        members = conflict["members"]
+        caps = [c for c in members if c["rule"].startswith("mem_cap")]
+        shown = members if len(caps) <= 3 else [c for c in members if not c["rule"].startswith("mem_cap")]
+        for i, c in enumerate(shown, 1):
+            out.append(f"  {i}. [{c['rule']}] {c['statement']}")
+        if len(caps) > 3:
+            stages = [int(c["rule"].split("=")[1].rstrip("]")) for c in caps]
+            worst = max((c["numbers"].get("best_with_others") or 0, c["rule"]) for c in caps)
+            out.append(f"  {len(shown) + 1}. [mem_cap[stage={min(stages)}..{max(stages)}]] every one of these "
+                       f"{len(caps)} stages must fit in usable {caps[0]['numbers']['limit']:.2f} GiB per GPU; "
+                       f"with the other members enforced, the lightest placement still needs "
+                       f"{worst[0]:.2f} GiB on {worst[1][8:-1].replace('=', ' ')} (each stage's figure is in the JSON proof)")
+    lb = proof.get("lower_bounds") or {}
+    if lb:
+        out.append(h("Bounds from the physics (hold for every configuration)"))
+        w = lb["weights_GB"]
+        out.append(f"  parameters {lb['total_params_B']} B ({lb['active_params_B']} B active per token); weights "
+                   f"{w['bf16']} GB at BF16, {w['fp8']} GB at FP8, {w['int4']} GB at INT4")
+        out.append(f"  usable memory {lb['usable_GiB_per_gpu']} GiB per GPU: the weights alone need at least "
+                   f"{lb['min_gpus_for_weights']} GPU(s) at {lb['min_gpus_for_weights_precision']}")
+        out.append(f"  roofline: at most {lb['roofline_output_tokens_per_s_per_gpu']:,} output tokens/s per GPU "
+                   f"(peak FLOP/s / 2 x active parameters); TPOT at least {lb['roofline_tpot_floor_ms']:.4g} ms "
+                   "(weights streamed once per step over all GPUs' HBM)")
+    reps = proof.get("repairs") or []
+    if reps:
+        out.append(h("Repairs (each verified by solving the changed instance)"))
+        for i, r in enumerate(reps, 1):
+            mark = "verified" if r["verified"] else "does not suffice"
+            out.append(f"  {i}. {r['change']} [{mark}]: {r['result']}")
+            for alt in r.get("alternatives", []):
+                out.append(f"       also: {alt}")
+    return "\n".join(out)

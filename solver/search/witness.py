@@ -1,0 +1,146 @@
+"""Checks on the integer tables without CP-SAT: the even-split grid answer, hints, witnesses, bounds.
+
+The one place outside CP-SAT where the dynamic rules are checked on the integer tables; the grid
+search, the hints and the diagnosis's feasibility witnesses use it, and tests/bruteforce.py
+re-implements it independently.
+"""
+
+from __future__ import annotations
+
+from ..physics import even_split, stage_counts
+from ..problem import Problem
+from .objectives import OBJECTIVE_VARS
+from .options import Option, capacity_MiB, cycle_bounds, ttft_limit
+
+
+def split_values(problem: Problem, o: Option, split: list[int], rules: frozenset[str] | None = None
+                 ) -> list[dict[str, int]] | None:
+    """The integer stage values of ``o`` on ``split`` when they meet every rule (of ``rules``), else None.
+
+    The one place outside CP-SAT where the dynamic rules are checked on the integer tables (the
+    grid search, hints and witnesses use it); tests/bruteforce.py re-implements it independently.
+    """
+
+    enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
+    vals = evaluate_int(o, stage_counts(problem.arch.layer_kinds(), split))
+    cap = capacity_MiB(problem)
+    if any(v["mem"] > cap for s, v in enumerate(vals) if enforce(f"mem_cap[stage={s}]")):
+        return None
+    bounds = [b for r, b in cycle_bounds(problem, o).items() if enforce(r)]
+    if any(v["cycle"] > b for v in vals for b in bounds):
+        return None
+    limit = ttft_limit(problem, o.units)
+    if limit is not None and enforce("slo.ttft_ms") and max(v["ttft"] for v in vals) > limit:
+        return None
+    return vals
+
+
+def best_even_split(problem: Problem, options: list[Option]) -> tuple[Option, list[int], int] | None:
+    """The grid-search answer: the best option under the engine's even split, scored by the same tables.
+
+    Returns (option, split, primary objective in model units) or None when no even split is feasible.
+    """
+    obj_name = OBJECTIVE_VARS[problem.instance.objective][0]
+    best = None
+    for o in options:
+        if problem.pins.layers_per_stage is not None:
+            split = list(problem.pins.layers_per_stage)
+            if len(split) != o.cfg.pp:
+                continue
+        else:
+            split = even_split(problem.arch.layers, o.cfg.pp)
+        vals = split_values(problem, o, split)
+        if vals is None:
+            continue
+        score = o.cfg.gpus if obj_name == "gpus" else max(v[obj_name] for v in vals)
+        key = (score, o.index)
+        if best is None or key < best[0]:
+            best = (key, o, split)
+    if best is None:
+        return None
+    return best[1], best[2], best[0][0]
+
+
+def option_lower_bound(problem: Problem, o: Option, name: str) -> int:
+    """A lower bound of objective ``name`` for option ``o`` over every split.
+
+    The bottleneck stage is at least the mean over stages (perfect balance) and at least each
+    stage's split-independent constant; for TTFT the same holds for the decode term.
+    """
+    if name == "gpus":
+        return o.cfg.gpus
+    table = {"z": "zcost", "cycle": "cycle_t", "ttft": "dec_t"}[name]
+    kinds = problem.arch.layer_kinds()
+    per_layer, _ = getattr(o.stages[0], table)  # per-layer coefficients are the same on every stage
+    layer_sum = sum(per_layer[k] * kinds.count(k) for k in per_layer)
+    consts = [getattr(st, table)[1] for st in o.stages]
+    pp = o.cfg.pp
+    lb = max(-(-(layer_sum + sum(consts)) // pp), max(consts))
+    if name == "ttft":
+        return o.ttft_const_t + pp * lb
+    return lb
+
+
+def evaluate_int(o: Option, counts: list[dict[str, int]]) -> list[dict[str, int]]:
+    """The integer tables of option ``o`` evaluated on a split (brute force and hints use this)."""
+    out = []
+    for s, c in enumerate(counts):
+        st = o.stages[s]
+
+        def ev(table: tuple[dict[str, int], int], c=c) -> int:
+            per, const = table
+            return sum(per[k] * c.get(k, 0) for k in per) + const
+
+        dec = ev(st.dec_t)
+        out.append({"mem": ev(st.mem_MiB), "cycle": ev(st.cycle_t), "z": ev(st.zcost),
+                    "ttft": o.ttft_const_t + o.cfg.pp * dec})
+    return out
+
+
+def _memory_filled_split(o: Option, layers: int, cap: int, rules: frozenset[str] | None) -> list[int] | None:
+    """A split giving each stage at most the layers its memory cap admits, excess trimmed from the fullest.
+
+    Only a candidate: :func:`witness` checks it against every rule on the integer tables.
+    """
+    per = max(o.stages[0].mem_MiB[0].values())  # the heaviest layer kind, so the count is safe
+    room = []
+    for s, st in enumerate(o.stages):
+        if rules is None or f"mem_cap[stage={s}]" in rules:
+            room.append(min(layers, (cap - st.mem_MiB[1]) // per) if per else layers)
+        else:
+            room.append(layers)
+    if min(room) < 1 or sum(room) < layers:
+        return None
+    split = list(room)
+    while sum(split) > layers:
+        i = max(range(len(split)), key=lambda j: (split[j], -j))
+        split[i] -= 1
+    return split
+
+
+def witness(problem: Problem, options: list[Option], rules: frozenset[str] | None = None
+            ) -> tuple[Option, list[int]] | None:
+    """A candidate and a split meeting every rule (of ``rules`` when given): feasibility without a solve.
+
+    Tries the engine's even split and a memory-filled split per candidate, checked on the same
+    integer tables the CP-SAT model uses, so a witness is a model solution. None when none is found
+    (which proves nothing: the solver decides then).
+    """
+
+    layers = problem.arch.layers
+    cap = capacity_MiB(problem)
+    enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
+    pinned = problem.pins.layers_per_stage
+    even_only = not problem.search.uneven_layers and enforce("search.uneven_layers")
+    for o in options:
+        if pinned is not None and enforce("pin.layers_per_stage"):
+            candidates = [list(pinned)]
+        else:
+            candidates = [even_split(layers, o.cfg.pp)]
+            filled = None if even_only else _memory_filled_split(o, layers, cap, rules)
+            if filled is not None and filled != candidates[0]:
+                candidates.append(filled)
+        for split in candidates:
+            if len(split) == o.cfg.pp and split_values(problem, o, split, rules) is not None:
+                return o, split
+    return None
