@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .diagnose import diagnose as _diagnose
+from .diagnose.proof import percentile_proof
 from .input.errors import InputError, from_validation_error, load_json
 from .input.schema import StrategyPins
 from .input.strategy import parse_strategy
@@ -152,11 +153,21 @@ def plan(problem: Problem, params: SolveParams | None = None) -> Report:
         "phases": [{**p, "wall_s": round(p["wall_s"], 4)} for p in result.phases],
     }
     extra: dict[str, Any] = {"binding": result.binding}
+    if result.lazy.get("candidates"):
+        solver_info["percentile_cuts"] = len(result.lazy["candidates"])
     if result.status in ("optimal", "feasible"):
+        if result.evaluation.simulation is None and problem.instance.simulation.enabled:
+            result.evaluation = evaluate(problem, result.evaluation.placement, simulate=True)
         if not problem.pins.is_empty():
             extra["optimum"] = _compare_with_optimum(problem, result.evaluation, params)
         doc = document(problem, result.status, result.evaluation, solver_info, extra=extra)
         return Report(EXIT_OK, problem, doc, result.evaluation, result)
+    if result.lazy.get("candidates"):
+        # The linear model admits plans, but every one simulated misses a percentile target.
+        proof = percentile_proof(problem, result.lazy)
+        code = EXIT_INFEASIBLE if result.status == "infeasible" else EXIT_UNKNOWN
+        doc = document(problem, result.status, None, solver_info, proof=proof, extra=extra)
+        return Report(code, problem, doc, None, result, proof)
     if result.status == "infeasible":
         proof = _diagnose(problem, params)
         doc = document(problem, "infeasible", None, solver_info, proof=proof, extra=extra)
@@ -176,7 +187,7 @@ def verify_strategy(problem: Problem, strategy: str | dict[str, Any] | None = No
     if strategy is not None:
         problem = with_pins(problem, strategy)
     placement, filled = complete_strategy(problem)
-    ev = evaluate(problem, placement)
+    ev = evaluate(problem, placement, simulate=problem.instance.simulation.enabled)
     status = "feasible" if ev.feasible else "infeasible"
     extra: dict[str, Any] = {"strategy_defaults": filled,
                              "optimum": _compare_with_optimum(problem, ev if ev.feasible else None, params)}

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .engines import engine
 from .input.catalog import Architecture, resolve_gpu, resolve_model
 from .input.errors import InputError, from_validation_error, load_json
 from .input.schema import Instance, StrategyPins
@@ -25,6 +26,10 @@ PARAM_CONSISTENCY_TOLERANCE = 0.03
 # and the 1.5x steps between them, so the chosen batch is within 33% of any other.
 BATCH_LEVELS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
                 3072, 4096, 6144, 8192)
+# At a request rate the batch is the operating point the load sets (Little's law), and a level is
+# the smallest that carries the rate: finer levels (every batch to 16, then steps of 12.5%) keep the
+# latency evaluated at a level within a few percent of the load's own batch.
+RATE_LEVELS = tuple(sorted({*range(1, 17), *(round(16 * 1.125**i) for i in range(1, 70))}))
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,9 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         intra=cl.intra_node or gpu.intra_node,
         inter=cl.inter_node or gpu.inter_node,
     )
-    ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=efficiency_for(gpu, inst.cost_model))
+    step_us = engine(inst.search.engine).STEP_OVERHEAD_US
+    eff = efficiency_for(gpu, inst.cost_model, None if step_us is None else step_us * 1e-6)
+    ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=eff)
     _check_consistency(inst, arch, file)
     space, defaults = _default_search(inst, arch, hw.total_gpus)
     _check_search(inst, arch, space, file)
@@ -166,7 +173,12 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         "moe_compute_efficiency": e.moe_compute,
         "link_efficiency": e.link,
         "step_overhead_us": round(e.step_overhead_s * 1e6, 3),
+        "layer_overhead_us": round(e.layer_overhead_s * 1e6, 3),
+        "allreduce_per_peer": e.allreduce_per_peer,
     }
+    if "simulation" not in inst.model_fields_set:
+        sim = inst.simulation
+        defaults["simulation"] = {"requests": sim.requests, "seed": sim.seed, "max_candidates": sim.max_candidates}
     return Problem(instance=inst, file=file, ctx=ctx, search=space, pins=inst.strategy, defaults=defaults)
 
 

@@ -25,7 +25,9 @@ from .physics import (
     stage_counts,
     weight_dtype_supported,
 )
-from .problem import BATCH_LEVELS, Problem
+from .problem import BATCH_LEVELS, RATE_LEVELS, Problem
+from .simulate.plan import simulate_plan
+from .simulate.stats import SimulationResult
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,11 @@ class Placement:
     batch: int
     layers_per_stage: tuple[int, ...]
 
-    def strategy(self) -> dict:
+    def strategy(self, max_num_seqs: int | None = None) -> dict:
+        """The strategy fields; ``max_num_seqs`` is the engine's cap when it differs from the batch."""
         c = self.cfg
         return {"tp": c.tp, "pp": c.pp, "dp": c.dp, "ep": c.ep, "weights": c.weights, "kv_cache": c.kv_cache,
-                "max_num_seqs": self.batch}
+                "max_num_seqs": self.batch if max_num_seqs is None else max_num_seqs}
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,13 @@ class Evaluation:
     metrics: Metrics
     max_concurrency: int
     capacity_GiB: float
+    max_num_seqs: int = 0  # the engine's cap per replica (the batch, or headroom above it at a rate)
+    simulation: SimulationResult | None = None
     notes: list[str] = field(default_factory=list)
+
+    def strategy(self) -> dict:
+        """The plan's strategy with the engine's max_num_seqs."""
+        return self.placement.strategy(self.max_num_seqs)
 
     @property
     def feasible(self) -> bool:
@@ -96,8 +105,9 @@ def _lower(rule: str, statement: str, value: float, limit: float, unit: str, tol
 
 def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple[int, ...] | None) -> list[Requirement]:
     """Rules on the configuration alone, stated with their numbers."""
-    a, hw, inst = problem.arch, problem.ctx.hw, problem.instance
+    a, hw, inst, pins = problem.arch, problem.ctx.hw, problem.instance, problem.pins
     gpu = hw.gpu
+    rate_pin = inst.workload.mode == "request_rate" and pins.max_num_seqs is not None
     out: list[Requirement] = []
     out.append(_upper("gpu_count", f"tp x pp x dp = {cfg.tp} x {cfg.pp} x {cfg.dp} = {cfg.gpus} GPUs needed; "
                       f"the cluster has {hw.total_gpus} ({hw.nodes} node(s) x {hw.gpus_per_node})",
@@ -132,14 +142,19 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
                            weight_dtype_supported(gpu, cfg.weights)))
     out.append(Requirement("kv_cache_supported", f"{gpu.name} ({gpu.family}) must support a {cfg.kv_cache} KV cache",
                            cfg.kv_cache, gpu.family, "", kv_dtype_supported(gpu, cfg.kv_cache)))
-    out.append(_upper("batch_cap", f"max_num_seqs = {batch} sequences per replica within the engine cap "
-                      f"{inst.limits.max_num_seqs} (limits.max_num_seqs)", batch, inst.limits.max_num_seqs, "seqs"))
-    pins = problem.pins
+    cap_seqs = max(batch, pins.max_num_seqs) if rate_pin else batch
+    out.append(_upper("batch_cap", f"max_num_seqs = {cap_seqs} sequences per replica within the engine cap "
+                      f"{inst.limits.max_num_seqs} (limits.max_num_seqs)", cap_seqs, inst.limits.max_num_seqs, "seqs"))
     for key in ("tp", "pp", "dp", "ep", "weights", "kv_cache", "max_num_seqs"):
         pinned = getattr(pins, key)
         if pinned is None:
             continue
         value = batch if key == "max_num_seqs" else getattr(cfg, key)
+        if key == "max_num_seqs" and inst.workload.mode == "request_rate":
+            # At a rate the pin is the engine's cap; the load sets the batch under it.
+            out.append(Requirement("pin.max_num_seqs", f"the operating batch {batch} must stay within the pinned "
+                                   f"max_num_seqs {pinned}", batch, pinned, "seqs", batch <= pinned, pinned - batch))
+            continue
         out.append(Requirement(f"pin.{key}", f"{key} is pinned to {pinned}", value, pinned, "", value == pinned))
     if pins.layers_per_stage is not None and layers is not None:
         out.append(Requirement("pin.layers_per_stage", f"layers per stage pinned to {list(pins.layers_per_stage)}",
@@ -152,8 +167,13 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
     return out
 
 
-def evaluate(problem: Problem, placement: Placement) -> Evaluation:
-    """Check ``placement`` against every rule and predict its metrics, with floats from physics."""
+def evaluate(problem: Problem, placement: Placement, simulate: bool | None = None) -> Evaluation:
+    """Check ``placement`` against every rule and predict its metrics, with floats from physics.
+
+    ``simulate``: run the engine simulator for the latency distribution and check the percentile
+    targets (True); only when there are percentile targets (None); never, leaving the percentile
+    targets unchecked (False: the linear rules alone, as CP-SAT sees them).
+    """
     ctx, inst = problem.ctx, problem.instance
     a, cfg, batch = ctx.arch, placement.cfg, placement.batch
     layers = tuple(placement.layers_per_stage)
@@ -212,7 +232,61 @@ def evaluate(problem: Problem, placement: Placement) -> Evaluation:
                            f"tokens/s per GPU >= {slo.min_output_tokens_per_s_per_gpu:g}",
                            metrics.output_tokens_per_s_per_gpu, slo.min_output_tokens_per_s_per_gpu, "tok/s/GPU"))
     max_conc = _max_concurrency(problem, cfg, layers)
-    return Evaluation(placement, reqs, stages, metrics, max_conc, cap_GiB)
+    cap_seqs = engine_max_num_seqs(problem, cfg, layers, batch)
+    ev = Evaluation(placement, reqs, stages, metrics, max_conc, cap_GiB, cap_seqs)
+    if simulate or (simulate is None and inst.slo.percentile_targets()):
+        if valid_split and inst.simulation.enabled:
+            ev.simulation = simulate_plan(problem, cfg, layers, cap_seqs)
+        reqs.extend(percentile_requirements(problem, ev.simulation))
+    return ev
+
+
+# Which distribution and statistic each percentile target reads.
+_PERCENTILE_FIELDS = {
+    "slo.ttft_p50_ms": ("ttft_ms", "p50", "TTFT"), "slo.ttft_p90_ms": ("ttft_ms", "p90", "TTFT"),
+    "slo.ttft_p99_ms": ("ttft_ms", "p99", "TTFT"), "slo.tpot_p50_ms": ("tpot_ms", "p50", "TPOT"),
+    "slo.tpot_p90_ms": ("tpot_ms", "p90", "TPOT"), "slo.tpot_p99_ms": ("tpot_ms", "p99", "TPOT"),
+    "slo.e2e_p99_ms": ("e2e_ms", "p99", "end-to-end latency"),
+}
+
+
+def percentile_value(sim: SimulationResult, rule: str) -> float:
+    """The simulated statistic a percentile target bounds (ms)."""
+    dist, stat, _ = _PERCENTILE_FIELDS[rule]
+    return getattr(getattr(sim, dist), stat)
+
+
+def percentile_requirements(problem: Problem, sim: SimulationResult | None) -> list[Requirement]:
+    """The percentile targets against a simulation; without one they are unknown, and fail."""
+    out = []
+    sim_cfg = problem.instance.simulation
+    for rule, limit in problem.instance.slo.percentile_targets().items():
+        _, stat, what = _PERCENTILE_FIELDS[rule]
+        if sim is None:
+            out.append(Requirement(rule, f"{stat} {what} <= {limit:g} ms needs a simulation (the split is not "
+                                   "valid, or simulation is disabled)", "n/a", limit, "ms", False))
+            continue
+        value = percentile_value(sim, rule)
+        ok = value <= limit * (1 + 1e-9) and sim.rejected == 0
+        why = f"; {sim.rejected} request(s) never fit the KV cache" if sim.rejected else ""
+        out.append(Requirement(rule, f"simulated {stat} {what} {value:,.1f} ms <= {limit:g} ms ({sim.requests} "
+                               f"requests, seed {sim_cfg.seed}){why}", value, limit, "ms", ok, limit - value))
+    return out
+
+
+def engine_max_num_seqs(problem: Problem, cfg: Config, layers: tuple[int, ...], batch: int) -> int:
+    """The engine's max_num_seqs for a plan.
+
+    Its batch, except at a request rate: there the batch is the operating point the load sets, and
+    the cap leaves headroom for bursts, the pinned value or else the largest batch the KV cache
+    holds within limits.max_num_seqs (never below the operating batch).
+    """
+    if problem.instance.workload.mode != "request_rate":
+        return batch
+    if problem.pins.max_num_seqs is not None:
+        return max(batch, problem.pins.max_num_seqs)
+    fit = max_batch_that_fits(problem.ctx, cfg, list(layers)) if sum(layers) == problem.arch.layers else batch
+    return max(batch, min(fit, problem.instance.limits.max_num_seqs))
 
 
 def _max_concurrency(problem: Problem, cfg: Config, layers: tuple[int, ...]) -> int:
@@ -249,19 +323,30 @@ def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
     else:
         layers = tuple(even_split(a.layers, pp)) if pp <= a.layers else tuple([1] * pp)
         filled["layers_per_stage"] = f"{'+'.join(map(str, layers))} (the engine's even split)"
-    if pins.max_num_seqs is not None:
-        return Placement(cfg, pins.max_num_seqs, layers), filled
     wl = inst.workload
+    if pins.max_num_seqs is not None and wl.mode != "request_rate":
+        return Placement(cfg, pins.max_num_seqs, layers), filled
     if wl.mode == "concurrency":
         batch = math.ceil(wl.concurrency / dp)
         filled["max_num_seqs"] = f"{batch} (concurrency {wl.concurrency} / dp {dp})"
         return Placement(cfg, batch, layers), filled
     fit = max_batch_that_fits(problem.ctx, cfg, list(layers)) if len(layers) == pp and sum(layers) == a.layers else 0
     top = max(1, min(fit, inst.limits.max_num_seqs))
+    if wl.mode == "request_rate":
+        if pins.max_num_seqs is not None:
+            top = min(top, pins.max_num_seqs)
+        # The operating point: the smallest batch level whose capacity carries the rate.
+        for b in sorted({b for b in RATE_LEVELS if b < top} | {top}):
+            if evaluate(problem, Placement(cfg, b, layers), simulate=False).feasible:
+                filled["max_num_seqs"] = (f"operating batch {b} (the smallest level that carries the rate and meets "
+                                          "every requirement)")
+                return Placement(cfg, b, layers), filled
+        filled["max_num_seqs"] = f"{top} (largest batch that fits; no batch meets every requirement)"
+        return Placement(cfg, top, layers), filled
     # The largest batch whose requirements all pass; if none does, the largest that fits.
     candidates = sorted({b for b in BATCH_LEVELS if b < top} | {top}, reverse=True)
     for b in candidates:
-        if evaluate(problem, Placement(cfg, b, layers)).feasible:
+        if evaluate(problem, Placement(cfg, b, layers), simulate=False).feasible:
             filled["max_num_seqs"] = f"{b} (largest batch that fits and meets every requirement)"
             return Placement(cfg, b, layers), filled
     filled["max_num_seqs"] = f"{top} (largest batch that fits; no batch meets every requirement)"

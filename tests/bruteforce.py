@@ -6,8 +6,14 @@ from __future__ import annotations
 import itertools
 
 from solver.physics import even_split, stage_counts
-from solver.search.objectives import OBJECTIVE_VARS
-from solver.search.options import capacity_MiB, cycle_bounds, enumerate_options, ttft_limit
+from solver.search.objectives import objective_chain
+from solver.search.options import (
+    capacity_MiB,
+    cycle_bounds,
+    enumerate_options,
+    ttft_limit,
+    violated_under,
+)
 from solver.search.witness import evaluate_int
 
 
@@ -27,12 +33,12 @@ def brute_force(problem, rules: set[str] | None = None):
     options = enumerate_options(problem, include_illegal=rules is not None)
     kinds = problem.arch.layer_kinds()
     cap = capacity_MiB(problem)
-    primary = OBJECTIVE_VARS[problem.instance.objective][0]
+    primary = objective_chain(problem)[0]
     pins = problem.pins.layers_per_stage
     best = None
     enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
     for o in options:
-        if any(enforce(v) for v in o.violations):
+        if violated_under(o.violations, enforce):
             continue
         limit = ttft_limit(problem, o.units)
         bounds = {r: b for r, b in cycle_bounds(problem, o).items() if enforce(r)}

@@ -12,6 +12,7 @@ from ortools.sat.python import cp_model
 
 from ..problem import Problem
 from ..search.model import BuiltModel, build_model
+from ..search.options import violated_under
 from ..search.witness import witness
 
 
@@ -57,7 +58,7 @@ class Oracle:
         return self._models[key]
 
     def survivors(self, key: frozenset[str]) -> list:
-        return [o for o, v in zip(self.options, self.violations, strict=True) if not (v & key)]
+        return [o for o, v in zip(self.options, self.violations, strict=True) if not violated_under(v, key)]
 
     def witness(self, key: frozenset[str], survivors: list) -> bool:
         """A candidate split that meets every rule of ``key``: feasibility without a solve."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..problem import Problem
 from ..search.model import mem_rule
-from ..search.options import cycle_bounds, enumerate_options
+from ..search.options import cycle_bounds, enumerate_options, rules_of
 from ..search.planner import SolveParams
 from .certificate import certificate, lower_bounds
 from .oracle import Oracle, minimal_conflict, rule_order
@@ -27,7 +27,7 @@ MAX_ALTERNATIVE_SOLVES = 6
 
 def candidate_rules(problem: Problem, options: list) -> list[str]:
     """Every rule that binds somewhere: static rules some candidate breaks, and the dynamic rules."""
-    rules = {v for o in options for v in o.violations}
+    rules = {r for o in options for v in o.violations for r in rules_of(v)}
     rules |= {mem_rule(s) for s in range(max((o.cfg.pp for o in options), default=1))}
     if options:
         rules |= set(cycle_bounds(problem, options[0]))  # the throughput-type targets the instance sets
@@ -109,3 +109,48 @@ def _summary(problem: Problem, conflict: list[dict[str, Any]]) -> str:
         return "no conflict found"
     return (f"{len(rules)} requirement(s) cannot hold together: {', '.join(rules)}; dropping any one of them "
             "leaves a feasible problem")
+
+
+def percentile_proof(problem: Problem, lazy: dict[str, Any]) -> dict[str, Any]:
+    """Why no plan meets the percentile targets: every candidate the linear model admits was simulated.
+
+    The candidates are the plans CP-SAT returned one after another, each cut once its simulation
+    missed a target; the conflict names each missed target with the best simulated value among them.
+    """
+    cands = lazy.get("candidates", [])
+    exhausted = bool(lazy.get("exhausted"))
+    members = []
+    rules = sorted({r for c in cands for r in c["failed"]}, key=rule_order)
+    targets = problem.instance.slo.percentile_targets()
+    for rule in rules:
+        values = [(c["failed"][rule], c) for c in cands if isinstance(c["failed"].get(rule), float)]
+        best, where = min(values, key=lambda v: v[0]) if values else (None, None)
+        how = "every plan that meets the other requirements" if exhausted else \
+            f"the first {len(cands)} plans the search found (the candidate budget ran out)"
+        statement = f"{rule.split('.', 1)[1]} <= {targets[rule]:g}: {how} was simulated and misses it"
+        if best is not None:
+            st = where["strategy"]
+            statement += (f"; the best simulated is {best:,.1f} ms (tp={st['tp']} pp={st['pp']} dp={st['dp']} "
+                          f"{st['weights']}/{st['kv_cache']}, max_num_seqs {st['max_num_seqs']}, layers "
+                          f"{'+'.join(map(str, where['layers_per_stage']))})")
+        members.append({"rule": rule, "statement": statement,
+                        "numbers": {"limit": targets[rule], "best_with_others": None if best is None else round(best, 4)}})
+    repairs = []
+    for m in members:
+        best = m["numbers"]["best_with_others"]
+        if best is not None:
+            repairs.append({"change": f"relax {m['rule']} to {best:,.4g} ms (the best simulated candidate)",
+                            "kind": "slo", "size": 2.5, "verified": False,
+                            "result": "the candidate that reaches it meets every other requirement"})
+    return {
+        "conflicts": [{"rules": rules, "minimal": exhausted, "context": "", "members": members}],
+        "conflict": members,
+        "minimal": exhausted,
+        "verified": exhausted,
+        "summary": (f"{len(cands)} candidate plan(s) meet every linear requirement, and each one's simulation "
+                    f"misses {', '.join(rules)}" + ("" if exhausted else "; the search stopped at its candidate budget "
+                                                    "(simulation.max_candidates)")),
+        "lower_bounds": lower_bounds(problem),
+        "repairs": repairs,
+        "percentile_candidates": cands,
+    }

@@ -11,6 +11,11 @@ from __future__ import annotations
 from .base import LaunchInput
 
 NAME = "sglang"
+# How a step mixes prefill and decode (solver.simulate.engine): SGLang runs a prefill batch whenever prompts wait and can be admitted, and decodes otherwise (mixed chunks are off by default: --enable-mixed-chunk).
+SCHEDULER_POLICY = "prefill_first"
+# Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
+# family's default in solver.physics.efficiency.
+STEP_OVERHEAD_US: float | None = None
 
 
 def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:

@@ -8,6 +8,11 @@ instance). Expert parallelism splits experts over ``moe_expert_parallel_size`` g
 from __future__ import annotations
 
 NAME = "trtllm"
+# How a step mixes prefill and decode (solver.simulate.engine): TensorRT-LLM inflight batching puts context (prefill) and generation requests in the same iteration within max_num_tokens.
+SCHEDULER_POLICY = "mixed"
+# Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
+# family's default in solver.physics.efficiency.
+STEP_OVERHEAD_US: float | None = None
 
 # trtllm-bench heuristic hard cap on max_batch_size (tensorrt_llm/bench/build/tuning.py,
 # finetune_setting: ``raw_bs = min(kv_cache_max_requests, 4096) / pp_size``).

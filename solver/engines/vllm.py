@@ -12,6 +12,11 @@ from __future__ import annotations
 from .base import LaunchInput
 
 NAME = "vllm"
+# How a step mixes prefill and decode (solver.simulate.engine): vLLM V1 schedules decodes first, then fills the step's token budget with prefill chunks (chunked prefill is always on in V1).
+SCHEDULER_POLICY = "mixed"
+# Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
+# family's default in solver.physics.efficiency.
+STEP_OVERHEAD_US: float | None = None
 
 
 def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:

@@ -26,7 +26,11 @@ SUPPORTED_ARCHITECTURES = (
     "Qwen3ForCausalLM",
     "Qwen3MoeForCausalLM",
     "DeepseekV3ForCausalLM",
+    "GptOssForCausalLM",
 )
+
+# Values of a config's ``layer_types`` entries (Hugging Face's names) and whether each is sliding.
+LAYER_TYPES = {"sliding_attention": True, "full_attention": False}
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,13 @@ class Architecture:
     max_position_embeddings: int = 0  # the model's context window (0 when the config does not say)
     declared_params_B: float | None = None
     declared_active_params_B: float | None = None
+    # Sliding-window attention (gpt-oss): the window in tokens and, per decoder layer, True where the
+    # layer attends only to the last ``sliding_window`` tokens; zero / empty when every layer is full.
+    sliding_window: int = 0
+    sliding_layers: tuple[bool, ...] = field(default=())
+    attention_sinks: bool = False  # one learned softmax "sink" logit per attention head per layer (gpt-oss)
+    attention_out_bias: bool = False  # o_proj has a bias too (gpt-oss); attention_bias covers q, k, v
+    expert_bias: bool = False  # routed experts' gate/up and down projections carry biases (gpt-oss)
 
     @property
     def is_mla(self) -> bool:
@@ -73,6 +84,11 @@ class Architecture:
     def is_moe(self) -> bool:
         """Mixture of experts in at least one layer."""
         return self.experts > 0 and any(self.moe_layers)
+
+    @property
+    def has_sliding_window(self) -> bool:
+        """At least one layer attends through a sliding window."""
+        return self.sliding_window > 0 and any(self.sliding_layers)
 
     def layer_kinds(self) -> tuple[str, ...]:
         """'dense' or 'moe' per decoder layer, in order."""
@@ -96,6 +112,29 @@ def _positive_int(cfg: dict[str, Any], key: str, file: str | None, prefix: str, 
         path = f"{prefix}.{key}" if prefix else key
         raise InputError(file, path, value, "must be a non-negative integer")
     return value
+
+
+def _sliding_layers(cfg: dict[str, Any], layers: int, file: str | None, prefix: str) -> tuple[bool, ...]:
+    """Per-layer sliding flags from ``layer_types``, strictly checked.
+
+    Absent, it takes the default of transformers' GptOssConfig (configuration_gpt_oss.py): even layers
+    sliding, odd layers full ("sliding_attention" if (i + 1) % 2 else "full_attention").
+    """
+    base = f"{prefix}.layer_types" if prefix else "layer_types"
+    types = cfg.get("layer_types")
+    if types is None:
+        return tuple(bool((i + 1) % 2) for i in range(layers))
+    if not isinstance(types, list):
+        raise InputError(file, base, types, f"must be a list of {layers} layer types ({' or '.join(LAYER_TYPES)})")
+    if len(types) != layers:
+        raise InputError(file, base, types,
+                         f"has {len(types)} entries; needs one per layer (num_hidden_layers = {layers})")
+    out = []
+    for i, t in enumerate(types):
+        if not isinstance(t, str) or t not in LAYER_TYPES:
+            raise InputError(file, f"{base}[{i}]", t, f"unknown layer type; accepted: {', '.join(LAYER_TYPES)}")
+        out.append(LAYER_TYPES[t])
+    return tuple(out)
 
 
 def architecture_from_config(
@@ -178,6 +217,37 @@ def architecture_from_config(
             top_k=g("num_experts_per_tok"),
             moe_intermediate=g("moe_intermediate_size"),
             moe_layers=moe_layers,
+        )
+    if arch == "GptOssForCausalLM":
+        # Every layer is MoE (intermediate_size is one expert's width); q/k/v/o, router and experts
+        # carry biases; each head has a learned sink logit; layers alternate sliding / full attention.
+        experts = g("num_local_experts")
+        top_k = g("num_experts_per_tok")
+        for key, value in (("num_local_experts", experts), ("num_experts_per_tok", top_k)):
+            if value == 0:
+                raise InputError(file, f"{prefix}.{key}" if prefix else key, value, "must be a positive integer")
+        if top_k > experts:
+            path = f"{prefix}.num_experts_per_tok" if prefix else "num_experts_per_tok"
+            raise InputError(file, path, top_k, f"cannot exceed num_local_experts = {experts}")
+        sliding = _sliding_layers(cfg, layers, file, prefix)
+        window = g("sliding_window", 0)
+        if any(sliding) and window == 0:
+            path = f"{prefix}.sliding_window" if prefix else "sliding_window"
+            raise InputError(file, path, cfg.get("sliding_window"),
+                             "layer_types has sliding_attention layers: give the window as a positive integer")
+        return Architecture(
+            **common,
+            attention_bias=bool(cfg.get("attention_bias", True)),
+            attention_out_bias=bool(cfg.get("attention_bias", True)),
+            attention_sinks=True,
+            experts=experts,
+            top_k=top_k,
+            moe_intermediate=g("intermediate_size"),
+            router_bias=True,
+            expert_bias=True,
+            moe_layers=(True,) * layers,
+            sliding_window=window if any(sliding) else 0,
+            sliding_layers=sliding if window else (False,) * layers,
         )
     # DeepseekV3ForCausalLM: MLA attention, dense first layers, shared + routed experts.
     experts = g("n_routed_experts")

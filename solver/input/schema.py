@@ -20,13 +20,13 @@ from pydantic import (
     model_validator,
 )
 
-WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
+WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4", "mxfp4"]
 KvDtype = Literal["bf16", "fp16", "fp8"]
 ObjectiveName = Literal["max_throughput_per_gpu", "min_gpus", "min_tpot", "min_ttft"]
 EngineName = Literal["vllm", "sglang", "trtllm"]
 GpuFamily = Literal["hopper", "blackwell", "ampere", "ada", "turing", "cdna3"]
 
-WEIGHT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
+WEIGHT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "mxfp4")
 KV_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8")
 
 
@@ -148,7 +148,8 @@ class PrecisionSpec(Strict):
     weights: list[WeightDtype] = Field(
         default_factory=lambda: ["bf16"],
         min_length=1,
-        description="Weight precisions allowed: bf16, fp16, fp8 (W8A8), int8 (W8A8), int4 (weight-only, 16-bit compute), fp4.",
+        description="Weight precisions allowed: bf16, fp16, fp8 (W8A8), int8 (W8A8), int4 (weight-only, 16-bit compute), fp4, "
+        "mxfp4 (routed experts only, as gpt-oss ships; FP4 compute on Blackwell, weight-only elsewhere).",
     )
     kv_cache: list[KvDtype] = Field(
         default_factory=lambda: ["bf16"], min_length=1, description="KV-cache precisions allowed: bf16, fp16, fp8."
@@ -216,6 +217,38 @@ class SloSpec(Strict):
     min_output_tokens_per_s_per_gpu: float | None = Field(
         None, gt=0, description="Output tokens/s per GPU used, lower bound."
     )
+    ttft_p50_ms: float | None = Field(None, gt=0, description="Median TTFT, upper bound (ms); checked by simulation.")
+    ttft_p90_ms: float | None = Field(None, gt=0, description="90th-percentile TTFT, upper bound (ms); simulated.")
+    ttft_p99_ms: float | None = Field(None, gt=0, description="99th-percentile TTFT, upper bound (ms); simulated.")
+    tpot_p50_ms: float | None = Field(None, gt=0, description="Median TPOT over requests, upper bound (ms); simulated.")
+    tpot_p90_ms: float | None = Field(None, gt=0, description="90th-percentile TPOT, upper bound (ms); simulated.")
+    tpot_p99_ms: float | None = Field(None, gt=0, description="99th-percentile TPOT, upper bound (ms); simulated.")
+    e2e_p99_ms: float | None = Field(
+        None, gt=0, description="99th-percentile end-to-end latency (arrival to last token), upper bound (ms); simulated."
+    )
+
+    def percentile_targets(self) -> dict[str, float]:
+        """The percentile targets given, by rule name (``slo.ttft_p99_ms`` -> 1500.0)."""
+        return {f"slo.{k}": v for k, v in self.model_dump().items() if k in PERCENTILE_SLOS and v is not None}
+
+
+# Targets on a latency distribution: only the simulator gives them (DESIGN section 5).
+PERCENTILE_SLOS = ("ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms",
+                   "e2e_p99_ms")
+
+
+class SimulationSpec(Strict):
+    """How the engine simulator checks a plan (percentiles, queueing); defaults are stated in the output."""
+
+    requests: int = Field(
+        2000, ge=10, le=1_000_000, description="Requests simulated per plan (more: steadier percentiles, slower)."
+    )
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the arrival and length draws.")
+    enabled: bool = Field(True, description="Simulate the chosen plan and report its latency distribution.")
+    max_candidates: int = Field(
+        64, ge=1, le=100_000,
+        description="Plans the search may simulate and cut while looking for one that meets the percentile targets.",
+    )
 
 
 class LimitsSpec(Strict):
@@ -253,7 +286,15 @@ class CostModelSpec(Strict):
         None, gt=0, le=1, description="Expert-GEMM efficiency relative to dense GEMMs."
     )
     link_efficiency: float | None = Field(None, gt=0, le=1, description="Achieved / nominal link bandwidth.")
-    step_overhead_us: float | None = Field(None, ge=0, description="Fixed time per engine step per stage (us).")
+    step_overhead_us: float | None = Field(
+        None, ge=0, le=1e6, description="Fixed time per engine step per stage (us); default per engine and GPU family."
+    )
+    layer_overhead_us: float | None = Field(
+        None, ge=0, le=1e5, description="Fixed time per decoder layer per step (kernel launch gaps), us."
+    )
+    allreduce_per_peer: float | None = Field(
+        None, ge=0, le=100, description="Small all-reduce latency growth per peer, in multiples of the link latency."
+    )
 
 
 class SearchSpec(Strict):
@@ -352,6 +393,7 @@ class Instance(Strict):
     slo: SloSpec = Field(default_factory=SloSpec, description="Service targets.")
     limits: LimitsSpec = Field(default_factory=LimitsSpec, description="Engine limits and headroom.")
     cost_model: CostModelSpec = Field(default_factory=CostModelSpec, description="Efficiency overrides.")
+    simulation: SimulationSpec = Field(default_factory=SimulationSpec, description="Engine simulator settings.")
     search: SearchSpec = Field(default_factory=SearchSpec, description="Strategy search space.")
     objective: ObjectiveName = Field("max_throughput_per_gpu", description="What to optimise.")
     strategy: StrategyPins = Field(default_factory=StrategyPins, description="Pinned strategy fields.")

@@ -51,25 +51,38 @@ from .precision import (
     weight_dtype_supported,
 )
 from .serving import Metrics, serving_metrics
-from .stages import StageCoefficients, max_batch_that_fits, stage_coefficients
+from .stages import (
+    StageCoefficients,
+    kv_capacity_tokens,
+    max_batch_that_fits,
+    prefill_chunks,
+    prefill_latency_s,
+    prefill_work_s,
+    stage_coefficients,
+)
+from .steps import StageCost, StepModel, stage_costs, step_model
 from .timing import (
-    LayerTime,
-    allreduce_s,
-    alltoall_s,
+    ZERO_COST,
+    LayerCost,
+    allreduce_latency_s,
+    causal_pairs,
     experts_touched_fraction,
-    layer_time,
-    lm_head_time,
-    send_s,
+    layer_cost,
+    lm_head_cost,
+    send_cost,
 )
 
 __all__ = [
-    "ACTIVATION_FACTOR", "ACT_BYTES", "COMPUTE_DTYPE", "EFFICIENCY_BY_FAMILY", "GB", "GiB", "KINDS", "KV_BYTES",
-    "RUNTIME_OVERHEAD_COMM_GiB", "RUNTIME_OVERHEAD_SINGLE_GiB", "SAMPLER_FP32_COPIES", "WEIGHT_BYTES", "Config",
-    "Context", "Efficiency", "Hardware", "LayerParams", "LayerTime", "Metrics", "ParamCounts", "StageCoefficients",
-    "activation_bytes", "allreduce_s", "alltoall_s", "boundary_link", "efficiency_for", "embedding_bytes_per_gpu",
-    "even_split", "experts_touched_fraction", "gpu_index", "kv_bytes_per_token", "kv_bytes_per_token_layer",
-    "kv_dtype_supported", "kv_heads_per_gpu", "kv_tokens_per_replica", "layer_params", "layer_time",
-    "layer_weight_bytes_per_gpu", "lm_head_bytes_per_gpu", "lm_head_time", "max_batch_that_fits",
-    "param_counts", "peak_tflops", "runtime_overhead_bytes", "send_s", "serving_metrics", "stage_coefficients",
-    "stage_counts", "weight_dtype_supported",
+    "ACTIVATION_FACTOR", "ACT_BYTES", "COMPUTE_DTYPE", "Config", "Context", "EFFICIENCY_BY_FAMILY",
+    "Efficiency", "GB", "GiB", "Hardware", "KINDS", "KV_BYTES", "LayerCost", "LayerParams", "Metrics",
+    "ParamCounts", "RUNTIME_OVERHEAD_COMM_GiB", "RUNTIME_OVERHEAD_SINGLE_GiB", "SAMPLER_FP32_COPIES",
+    "StageCoefficients", "StageCost", "StepModel", "WEIGHT_BYTES", "ZERO_COST", "activation_bytes",
+    "allreduce_latency_s", "boundary_link", "causal_pairs", "efficiency_for", "embedding_bytes_per_gpu",
+    "even_split", "experts_touched_fraction", "gpu_index",
+    "kv_bytes_per_token", "kv_bytes_per_token_layer", "kv_capacity_tokens", "kv_dtype_supported", "kv_heads_per_gpu",
+    "kv_tokens_per_replica", "layer_cost", "layer_params", "layer_weight_bytes_per_gpu",
+    "lm_head_bytes_per_gpu", "lm_head_cost", "max_batch_that_fits", "param_counts",
+    "peak_tflops", "prefill_chunks", "prefill_latency_s", "prefill_work_s", "runtime_overhead_bytes",
+    "send_cost", "serving_metrics", "stage_coefficients", "stage_costs", "stage_counts", "step_model",
+    "weight_dtype_supported",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..input.schema import CostModelSpec, GpuCard
 
@@ -15,7 +15,9 @@ class Efficiency:
     memory: float  # achieved / peak HBM bandwidth on weight and KV streaming
     moe_compute: float  # expert-GEMM efficiency relative to dense GEMMs (grouped GEMMs, routing)
     link: float  # achieved / nominal link bandwidth for collectives
-    step_overhead_s: float  # per engine step per stage: launch, scheduling, sampling
+    step_overhead_s: float  # per engine step per stage: scheduling, launch, sampling bookkeeping
+    layer_overhead_s: float = 0.0  # per decoder layer per step: kernel launch gaps and tails
+    allreduce_per_peer: float = 0.0  # small all-reduce latency grows by this x link latency per peer
 
 
 # Calibrated against the calibration data's performance rows (benchmarks/fidelity.py prints the
@@ -37,9 +39,11 @@ EFFICIENCY_BY_FAMILY: dict[str, Efficiency] = {
 }
 
 
-def efficiency_for(gpu: GpuCard, spec: CostModelSpec | None = None) -> Efficiency:
-    """The family defaults with the instance's overrides applied."""
+def efficiency_for(gpu: GpuCard, spec: CostModelSpec | None = None, step_overhead_s: float | None = None) -> Efficiency:
+    """The family defaults, the engine's step overhead when it has one, and the instance's overrides."""
     base = EFFICIENCY_BY_FAMILY[gpu.family]
+    if step_overhead_s is not None:
+        base = replace(base, step_overhead_s=step_overhead_s)
     if spec is None:
         return base
     return Efficiency(
@@ -48,4 +52,6 @@ def efficiency_for(gpu: GpuCard, spec: CostModelSpec | None = None) -> Efficienc
         moe_compute=spec.moe_compute_efficiency or base.moe_compute,
         link=spec.link_efficiency or base.link,
         step_overhead_s=base.step_overhead_s if spec.step_overhead_us is None else spec.step_overhead_us * 1e-6,
+        layer_overhead_s=base.layer_overhead_s if spec.layer_overhead_us is None else spec.layer_overhead_us * 1e-6,
+        allreduce_per_peer=base.allreduce_per_peer if spec.allreduce_per_peer is None else spec.allreduce_per_peer,
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..input.catalog import Architecture
 from ..input.schema import LimitsSpec, WorkloadSpec
 from .layout import Config, GiB
-from .params import layer_params
-from .precision import ACT_BYTES, KV_BYTES, WEIGHT_BYTES
+from .params import LayerParams, layer_params
+from .precision import ACT_BYTES, EXPERT_ONLY_WEIGHTS, KV_BYTES, UNQUANTISED_BYTES, WEIGHT_BYTES
 
 # Runtime memory outside weights, KV and activations, per GPU. m0690 (vLLM startup log, 80 GB GPU)
 # shows 0.16 GiB of non-torch memory after start-up; CUDA graphs for the decode batch sizes and the
@@ -47,15 +47,35 @@ def kv_bytes_per_token(a: Architecture, kv_dtype: str, tp: int = 1) -> float:
     return a.layers * kv_bytes_per_token_layer(a, kv_dtype, tp)
 
 
-def layer_weight_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float:
-    """Weight bytes one GPU holds for one decoder layer.
+def kv_tokens_held(a: Architecture, seq_tokens: float) -> float:
+    """KV tokens per layer, averaged over the model's layers, that one sequence keeps.
 
-    TP splits heads and MLP columns; EP splits routed experts over ``ep`` groups of ``tp / ep``
-    ranks, each group TP-splitting its experts, so a GPU holds 1/tp of all routed experts.
+    A full-attention layer keeps every token of the sequence; a sliding-window layer at most the
+    last ``sliding_window`` (gpt-oss: 128), since no later query looks further back. Multiply by
+    ``kv_bytes_per_token(a, ...)`` (all layers) for the sequence's KV bytes. Without sliding layers
+    the input comes back unchanged.
     """
-    lp = layer_params(a, kind)
-    wb = WEIGHT_BYTES[cfg.weights]
-    tp = cfg.tp
+    if not a.has_sliding_window:
+        return seq_tokens
+    sliding = sum(a.sliding_layers)
+    return ((a.layers - sliding) * seq_tokens + sliding * min(seq_tokens, a.sliding_window)) / a.layers
+
+
+def attended_context(a: Architecture, context_tokens: float) -> float:
+    """Keys a decode token attends to per layer, averaged over the model's layers.
+
+    Full-attention layers read the whole context, sliding-window layers at most ``sliding_window``
+    keys: the attention FLOPs and KV bytes read per decode token scale with this, not with the
+    context. Without sliding layers the input comes back unchanged.
+    """
+    if not a.has_sliding_window:
+        return context_tokens
+    sliding = sum(a.sliding_layers)
+    return ((a.layers - sliding) * context_tokens + sliding * min(context_tokens, a.sliding_window)) / a.layers
+
+
+def _attention_split_replicated(a: Architecture, lp: LayerParams, tp: int) -> tuple[float, float]:
+    """Attention parameters a GPU holds (split over TP, replicated), at TP = ``tp``."""
     attn_split = lp.attn_split
     attn_repl = lp.attn_replicated
     if not a.is_mla and a.kv_heads < tp:
@@ -63,8 +83,37 @@ def layer_weight_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float
         kv_full = 2 * a.hidden * a.kv_heads * a.head_dim
         attn_split -= kv_full
         attn_repl += kv_full * kv_heads_per_gpu(a, tp) / a.kv_heads * tp
+    return attn_split, attn_repl
+
+
+def layer_weight_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float:
+    """Weight bytes one GPU holds for one decoder layer.
+
+    TP splits heads and MLP columns; EP splits routed experts over ``ep`` groups of ``tp / ep``
+    ranks, each group TP-splitting its experts, so a GPU holds 1/tp of all routed experts.
+    Expert-only precisions (mxfp4) quantise the routed experts alone: attention, dense MLP and
+    shared experts stay 16-bit. ``routed_expert_bytes_per_gpu`` is the routed-expert part.
+    """
+    lp = layer_params(a, kind)
+    tp = cfg.tp
+    attn_split, attn_repl = _attention_split_replicated(a, lp, tp)
+    if cfg.weights in EXPERT_ONLY_WEIGHTS:
+        static = (attn_split / tp + attn_repl + (lp.mlp + lp.shared) / tp) * UNQUANTISED_BYTES
+        return static + (lp.small + lp.router) * 2.0 + routed_expert_bytes_per_gpu(a, kind, cfg)
+    wb = WEIGHT_BYTES[cfg.weights]
     quantised = attn_split / tp + attn_repl + (lp.mlp + lp.shared + lp.expert * lp.experts) / tp
-    return quantised * wb + (lp.small + lp.router) * 2.0
+    return quantised * wb + (lp.small + lp.router) * 2.0 + lp.expert_bias * lp.experts / tp * 2.0
+
+
+def routed_expert_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float:
+    """Bytes of all routed experts of one layer on one GPU: experts x expert params / tp x bytes.
+
+    The part of ``layer_weight_bytes_per_gpu`` that scales with how many experts a step touches
+    (the rest is read once per step whatever the batch). Expert biases (gpt-oss) stay 16-bit.
+    Zero for a dense layer.
+    """
+    lp = layer_params(a, kind)
+    return lp.experts * (lp.expert * WEIGHT_BYTES[cfg.weights] + lp.expert_bias * 2.0) / cfg.tp
 
 
 def embedding_bytes_per_gpu(a: Architecture, tp: int) -> float:

@@ -18,15 +18,21 @@ class LayerParams:
     shared: float  # shared experts (quantised, TP-split)
     expert: float  # one routed expert (quantised)
     experts: int  # routed experts in this layer
-    router: float  # router (16-bit, replicated)
+    router: float  # router weight and bias (16-bit, replicated)
+    # Biases of one routed expert (gpt-oss: gate_up and down). They shard with their expert but stay
+    # 16-bit: MXFP4 checkpoints quantise only the expert weight matrices (openai/gpt-oss-* keep
+    # *_proj_bias in BF16).
+    expert_bias: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.attn_split + self.attn_replicated + self.small + self.mlp + self.shared + self.expert * self.experts + self.router
+        return (self.attn_split + self.attn_replicated + self.small + self.mlp + self.shared
+                + (self.expert + self.expert_bias) * self.experts + self.router)
 
     def active(self, top_k: int) -> float:
         """Parameters a token touches."""
-        return self.attn_split + self.attn_replicated + self.small + self.mlp + self.shared + self.expert * top_k + self.router
+        return (self.attn_split + self.attn_replicated + self.small + self.mlp + self.shared
+                + (self.expert + self.expert_bias) * top_k + self.router)
 
 
 def _attention_params(a: Architecture) -> tuple[float, float, float]:
@@ -52,8 +58,12 @@ def _attention_params(a: Architecture) -> tuple[float, float, float]:
     small = 2 * h  # input and post-attention RMSNorm
     if a.attention_bias:
         small += a.heads * a.head_dim + 2 * a.kv_heads * a.head_dim
+    if a.attention_out_bias:
+        small += h
     if a.qk_norm:
         small += 2 * a.head_dim
+    if a.attention_sinks:
+        small += a.heads  # one learned sink logit per head (gpt-oss self_attn.sinks)
     return q + kv + o, 0.0, small
 
 
@@ -64,8 +74,12 @@ def layer_params(a: Architecture, kind: str) -> LayerParams:
     if kind == "dense":
         return LayerParams(split, repl, small, 3 * h * a.intermediate, 0.0, 0.0, 0, 0.0)
     router = h * a.experts + (a.experts if a.router_bias else 0)
+    # gpt-oss fuses gate and up (gate_up_proj: hidden x 2*inter, bias 2*inter) and adds down_proj's
+    # bias (hidden): the same 3 x hidden x inter weights plus 2*inter + hidden biases per expert.
+    expert_bias = 2 * a.moe_intermediate + h if a.expert_bias else 0.0
     return LayerParams(
-        split, repl, small, 0.0, 3 * h * a.shared_intermediate, 3 * h * a.moe_intermediate, a.experts, router
+        split, repl, small, 0.0, 3 * h * a.shared_intermediate, 3 * h * a.moe_intermediate, a.experts, router,
+        expert_bias,
     )
 
 
@@ -78,6 +92,16 @@ class ParamCounts:
     embedding: float
     lm_head: float  # zero when tied to the embedding
     per_kind: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def active_without_embedding(self) -> float:
+        """Active parameters without the input embedding, which a token only looks up.
+
+        The convention of the gpt-oss model card (Table 1: "Unembedding parameters are counted
+        towards active, but not embeddings") and of DeepSeek-V3's 36.7 B incl. the 0.9 B output
+        head. A tied matrix stays counted once, as the LM head.
+        """
+        return self.active - (self.embedding if self.lm_head else 0.0)
 
 
 def param_counts(a: Architecture) -> ParamCounts:

@@ -15,14 +15,37 @@ WEIGHT_BYTES: dict[str, float] = {
     "int4": 0.5 + (2.0 + 0.5) / 128,
     # NVFP4: one FP8 scale per block of 16 weights (NVIDIA Blackwell NVFP4 format).
     "fp4": 0.5 + 1.0 / 16,
+    # MXFP4 (OCP Microscaling v1.0): FP4 E2M1 values with one 8-bit E8M0 scale per block of 32, i.e.
+    # 4.25 bits a weight (gpt-oss model card). Only routed experts take it; see EXPERT_ONLY_WEIGHTS.
+    "mxfp4": 0.5 + 1.0 / 32,
 }
+# Weight precisions that a checkpoint applies to the routed experts only; attention, dense MLP,
+# shared experts, router, embedding and LM head stay 16-bit. openai/gpt-oss-* config.json:
+# quantization_config {"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn",
+# "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}.
+EXPERT_ONLY_WEIGHTS: frozenset[str] = frozenset({"mxfp4"})
+UNQUANTISED_BYTES = 2.0  # what the modules a checkpoint leaves unquantised are stored in (BF16)
 KV_BYTES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0}
 ACT_BYTES = 2.0  # activations travel in 16-bit between layers and GPUs
 
 # Which tensor-core peak a weight precision computes at. int4 is weight-only (dequantised to
 # 16-bit before the GEMM, as AWQ/GPTQ kernels do); the others are W8A8 / W4A4 GEMMs.
+# mxfp4 is listed at its GPU-independent floor (bf16); compute_dtype() is the GPU-aware answer.
 COMPUTE_DTYPE: dict[str, str] = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "fp16",
-                                 "fp4": "fp4"}
+                                 "fp4": "fp4", "mxfp4": "bf16"}
+
+
+def compute_dtype(gpu: GpuCard, weights: str) -> str:
+    """The tensor-core peak that weights of ``weights`` compute at on ``gpu``.
+
+    MXFP4 computes in FP4 where the GPU has FP4 tensor cores (Blackwell's block-scaled MMA takes
+    the E8M0-scaled blocks natively) and is weight-only elsewhere: Hopper and older dequantise the
+    experts to BF16 inside the MoE kernels (vLLM's Triton / Marlin MXFP4 paths), so the GEMM runs at
+    the 16-bit peak. Every other precision computes at COMPUTE_DTYPE on every GPU.
+    """
+    if weights == "mxfp4":
+        return "fp4" if gpu.dense_TFLOPS.fp4 is not None else "bf16"
+    return COMPUTE_DTYPE[weights]
 
 
 def peak_tflops(gpu: GpuCard, dtype: str) -> float | None:
@@ -39,7 +62,7 @@ def peak_tflops(gpu: GpuCard, dtype: str) -> float | None:
 
 def weight_dtype_supported(gpu: GpuCard, dtype: str) -> bool:
     """True when the GPU can compute with weights of ``dtype``."""
-    return peak_tflops(gpu, COMPUTE_DTYPE[dtype]) is not None
+    return peak_tflops(gpu, compute_dtype(gpu, dtype)) is not None
 
 
 def kv_dtype_supported(gpu: GpuCard, dtype: str) -> bool:

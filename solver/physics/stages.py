@@ -15,8 +15,15 @@ from .memory import (
     lm_head_bytes_per_gpu,
     runtime_overhead_bytes,
 )
-from .precision import ACT_BYTES
-from .timing import LayerTime, layer_time, lm_head_time, send_s
+from .timing import (
+    ZERO_COST,
+    LayerCost,
+    causal_pairs,
+    experts_touched_fraction,
+    layer_cost,
+    lm_head_cost,
+    send_cost,
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,37 @@ class StageCoefficients:
         }
 
 
+def prefill_chunks(ctx: Context) -> int:
+    """Engine steps one prompt's prefill takes alone: chunks of at most max_num_batched_tokens tokens."""
+    return -(-ctx.workload.input_tokens // ctx.limits.max_num_batched_tokens)
+
+
+def prefill_latency_s(ctx: Context, cost: LayerCost) -> float:
+    """A lone prompt through one component, chunk by chunk (each chunk attends to the ones before)."""
+    n, chunk = ctx.workload.input_tokens, ctx.limits.max_num_batched_tokens
+    t, done = 0.0, 0
+    while done < n:
+        size = min(chunk, n - done)
+        t += cost.time_s(size, 0.0, causal_pairs(size, done))
+        done += size
+    return t
+
+
+def prefill_work_s(ctx: Context, cost: LayerCost, micro_batch: float) -> float:
+    """What one prompt adds to the decode steps it rides along with (chunked prefill).
+
+    The weights are read by the decode step anyway; the prompt adds its tokens' GEMMs, KV writes and
+    collective bytes, its causal attention, and the experts the decode batch alone would not touch.
+    """
+    n = ctx.workload.input_tokens
+    t = n * cost.per_token_s + causal_pairs(n) * cost.per_pair_s
+    if cost.experts_s:
+        extra = (experts_touched_fraction(micro_batch + n, cost.top_k, cost.experts)
+                 - experts_touched_fraction(micro_batch, cost.top_k, cost.experts))
+        t += cost.experts_s * max(extra, 0.0)
+    return t
+
+
 def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficients:
     """Per-stage linear coefficients for ``cfg`` with ``batch`` sequences per replica."""
     a = ctx.arch
@@ -84,16 +122,12 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
     tokens = kv_tokens_per_replica(batch, ctx.workload)
     weight = {k: layer_weight_bytes_per_gpu(a, k, cfg) if k in kinds else 0.0 for k in KINDS}
     kv = {k: tokens * kv_bytes_per_token_layer(a, cfg.kv_cache, cfg.tp) if k in kinds else 0.0 for k in KINDS}
-    times = {k: layer_time(ctx, k, cfg, micro) for k in kinds}
-    zero = LayerTime(0.0, 0.0, 0.0)
-    head = lm_head_time(ctx, cfg, micro)
+    costs = {k: layer_cost(ctx, k, cfg) if k in kinds else ZERO_COST for k in KINDS}
+    context = micro * ctx.decode_context_tokens
+    head = lm_head_cost(ctx, cfg)
     act = activation_bytes(a, cfg.tp, ctx.limits)
     overhead = runtime_overhead_bytes(cfg, ctx.limits)
-    send_dec = tuple(send_s(micro * a.hidden * ACT_BYTES, boundary_link(ctx, cfg, s), ctx.eff) for s in range(cfg.pp - 1))
-    send_pf = tuple(
-        send_s(ctx.workload.input_tokens * a.hidden * ACT_BYTES, boundary_link(ctx, cfg, s), ctx.eff)
-        for s in range(cfg.pp - 1)
-    )
+    sends = [send_cost(ctx, boundary_link(ctx, cfg, s)) for s in range(cfg.pp - 1)]
     return StageCoefficients(
         cfg=cfg,
         batch=batch,
@@ -101,21 +135,36 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
         mem_per_layer={k: weight[k] + kv[k] for k in KINDS},
         weight_per_layer=weight,
         kv_per_layer=kv,
-        dec_per_layer={k: times.get(k, zero).decode_s for k in KINDS},
-        pf_lat_per_layer={k: times.get(k, zero).prefill_latency_s for k in KINDS},
-        pf_work_per_layer={k: times.get(k, zero).prefill_work_s for k in KINDS},
+        dec_per_layer={k: costs[k].time_s(micro, context) if k in kinds else 0.0 for k in KINDS},
+        pf_lat_per_layer={k: prefill_latency_s(ctx, costs[k]) if k in kinds else 0.0 for k in KINDS},
+        pf_work_per_layer={k: prefill_work_s(ctx, costs[k], micro) if k in kinds else 0.0 for k in KINDS},
         mem_first=embedding_bytes_per_gpu(a, cfg.tp),
         mem_last=lm_head_bytes_per_gpu(a, cfg.tp, cfg.pp),
         mem_const=act + overhead,
         act_bytes=act,
         overhead_bytes=overhead,
-        dec_last=head.decode_s,
-        pf_lat_last=head.prefill_latency_s,
-        pf_work_last=head.prefill_work_s,
+        dec_last=head.time_s(micro),
+        pf_lat_last=head.time_s(1),
+        pf_work_last=head.per_token_s,
         dec_const=ctx.eff.step_overhead_s,
-        send_dec=send_dec,
-        send_pf=send_pf,
+        send_dec=tuple(c.time_s(micro) for c in sends),
+        send_pf=tuple(prefill_latency_s(ctx, c) for c in sends),
     )
+
+
+def kv_capacity_tokens(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...]) -> float:
+    """Tokens of KV cache one replica holds: the fullest stage's free memory over its KV bytes per token."""
+    counts = stage_counts(ctx.arch.layer_kinds(), list(layers_per_stage))
+    coef1 = stage_coefficients(ctx, cfg, 1)
+    kv_tok = kv_bytes_per_token_layer(ctx.arch, cfg.kv_cache, cfg.tp)
+    best = math.inf
+    for s, c in enumerate(counts):
+        vals = coef1.stage_values(c, s)
+        free = ctx.capacity_bytes - (vals["weights"] + vals["activations"] + vals["overhead"])
+        per_token = kv_tok * sum(c.values())
+        if per_token > 0:
+            best = min(best, max(free, 0.0) / per_token)
+    return best
 
 
 def max_batch_that_fits(ctx: Context, cfg: Config, layers_per_stage: list[int]) -> int:

@@ -13,25 +13,6 @@ from .params import layer_params
 from .precision import ACT_BYTES, COMPUTE_DTYPE, WEIGHT_BYTES, peak_tflops
 
 
-def allreduce_s(nbytes: float, ranks: int, link: LinkSpec, eff: Efficiency) -> float:
-    """Ring all-reduce: a latency per call plus 2 (n-1)/n of the message over the link."""
-    if ranks <= 1:
-        return 0.0
-    return link.latency_us * 1e-6 + 2 * (ranks - 1) / ranks * nbytes / (link.bandwidth_GBps * GB * eff.link)
-
-
-def alltoall_s(nbytes_per_gpu: float, ranks: int, link: LinkSpec, eff: Efficiency) -> float:
-    """All-to-all: each GPU sends (n-1)/n of its tokens' activations to the other ranks."""
-    if ranks <= 1:
-        return 0.0
-    return link.latency_us * 1e-6 + (ranks - 1) / ranks * nbytes_per_gpu / (link.bandwidth_GBps * GB * eff.link)
-
-
-def send_s(nbytes: float, link: LinkSpec, eff: Efficiency) -> float:
-    """Point-to-point send of activations between pipeline stages."""
-    return link.latency_us * 1e-6 + nbytes / (link.bandwidth_GBps * GB * eff.link)
-
-
 def experts_touched_fraction(tokens: float, top_k: int, experts: int) -> float:
     """Expected fraction of routed experts that at least one of ``tokens`` routes to (uniform routing)."""
     if experts == 0:
@@ -51,16 +32,69 @@ def _attention_flops_per_token(a: Architecture, context: float, decode: bool) ->
 
 
 @dataclass(frozen=True)
-class LayerTime:
-    """Time of one layer on one GPU: a decode step, and a prefill's latency and work."""
+class LayerCost:
+    """Time of one decoder layer (or any stage component) on one GPU, as a function of an engine step.
 
-    decode_s: float
-    prefill_latency_s: float
-    prefill_work_s: float
+    ``time_s(tokens, context, pairs)`` = ``fixed_s + tokens * per_token_s + context * per_context_s
+    + pairs * per_pair_s + experts_s * touched(tokens)``, where ``tokens`` is every token the step
+    processes (one per decoding sequence plus the prefill chunk), ``context`` the keys the decoding
+    sequences attend to in total, and ``pairs`` the (query, key) pairs of the prefill chunk's causal
+    attention. GEMMs and attention run as separate kernels one after another, so a step pays its
+    compute time and its memory time (no overlap across them); this never beats the roofline.
+    Taking max() instead over-predicted balanced rows by 30-80% (benchmarks/fidelity.py).
+    """
+
+    fixed_s: float  # weights read once per step, per-layer launch gaps, collective latencies
+    per_token_s: float  # GEMM FLOPs, the token's KV write, collective bytes
+    per_context_s: float  # KV read and attention FLOPs per key a decoding sequence attends to
+    per_pair_s: float  # prefill attention FLOPs per (query, key) pair
+    experts_s: float = 0.0  # reading every routed expert once, charged by the fraction touched
+    top_k: int = 0
+    experts: int = 0
+
+    def time_s(self, tokens: float, context: float = 0.0, pairs: float = 0.0) -> float:
+        """Seconds for a step of ``tokens`` tokens, ``context`` decode keys and ``pairs`` prefill pairs."""
+        t = self.fixed_s + tokens * self.per_token_s + context * self.per_context_s + pairs * self.per_pair_s
+        if self.experts_s:
+            t += self.experts_s * experts_touched_fraction(tokens, self.top_k, self.experts)
+        return t
+
+    def __add__(self, other: LayerCost) -> LayerCost:
+        if self.experts_s and other.experts_s and (self.top_k, self.experts) != (other.top_k, other.experts):
+            raise ValueError("cannot add expert costs of different routing")
+        routed = self if self.experts_s else other
+        return LayerCost(self.fixed_s + other.fixed_s, self.per_token_s + other.per_token_s,
+                         self.per_context_s + other.per_context_s, self.per_pair_s + other.per_pair_s,
+                         self.experts_s + other.experts_s, routed.top_k, routed.experts)
+
+    def scaled(self, n: float) -> LayerCost:
+        """``n`` copies of this cost (n layers of a kind)."""
+        return LayerCost(self.fixed_s * n, self.per_token_s * n, self.per_context_s * n, self.per_pair_s * n,
+                         self.experts_s * n, self.top_k, self.experts)
 
 
-def layer_time(ctx: Context, kind: str, cfg: Config, micro_batch: float) -> LayerTime:
-    """Roofline time of one decoder layer on one GPU of the TP group, with its communication."""
+ZERO_COST = LayerCost(0.0, 0.0, 0.0, 0.0)
+
+
+def causal_pairs(chunk: float, prior: float = 0.0) -> float:
+    """(query, key) pairs of a causal prefill chunk of ``chunk`` tokens after ``prior`` cached tokens."""
+    return chunk * (prior + (chunk + 1) / 2)
+
+
+def allreduce_latency_s(ranks: int, link: LinkSpec, eff: Efficiency) -> float:
+    """Latency of one small all-reduce: the link's per-message latency plus a cost per peer.
+
+    Engines use one-shot / two-shot all-reduce kernels for the small messages of decode (vLLM
+    custom all-reduce, TensorRT-LLM's AllReduce plugin, NCCL's low-latency protocols): every rank
+    exchanges with every other, so the time grows with the ranks (``eff.allreduce_per_peer``).
+    """
+    if ranks <= 1:
+        return 0.0
+    return link.latency_us * 1e-6 * (1 + eff.allreduce_per_peer * (ranks - 1))
+
+
+def layer_cost(ctx: Context, kind: str, cfg: Config) -> LayerCost:
+    """Roofline cost of one decoder layer on one GPU of the TP group, with its communication."""
     a, gpu, eff = ctx.arch, ctx.hw.gpu, ctx.eff
     lp = layer_params(a, kind)
     tp = cfg.tp
@@ -69,57 +103,52 @@ def layer_time(ctx: Context, kind: str, cfg: Config, micro_batch: float) -> Laye
     peak = (peak_tflops(gpu, COMPUTE_DTYPE[cfg.weights]) or peak_tflops(gpu, "bf16")) * 1e12 * eff.compute
     peak16 = peak_tflops(gpu, "bf16") * 1e12 * eff.compute
     bw = gpu.hbm_TBps * 1e12 * eff.memory
+    link_bw = ctx.hw.intra.bandwidth_GBps * GB * eff.link
     dense_params = (lp.attn_split + lp.mlp + lp.shared) / tp + lp.attn_replicated
     expert_params_active = lp.expert * a.top_k / tp  # per token, balanced over the TP group
     wbytes = WEIGHT_BYTES[cfg.weights]
-    static_bytes = layer_weight_bytes_per_gpu(a, kind, cfg) - lp.expert * lp.experts / tp * wbytes
     expert_bytes_all = lp.expert * lp.experts / tp * wbytes
+    static_bytes = layer_weight_bytes_per_gpu(a, kind, cfg) - expert_bytes_all
     kv_layer = kv_bytes_per_token_layer(a, cfg.kv_cache, tp)
-    intra = ctx.hw.intra
-
-    def compute_s(tokens: float, context: float, decode: bool) -> float:
-        dense = 2 * tokens * dense_params / peak
-        moe = 2 * tokens * expert_params_active / (peak * eff.moe_compute) if lp.experts else 0.0
-        # Query heads always split evenly over TP (a rule), so each rank does 1/tp of the attention.
-        attn = tokens * _attention_flops_per_token(a, context, decode) / tp / peak16
-        return dense + moe + attn
-
-    def comm_s(tokens: float) -> float:
-        t = 2 * allreduce_s(tokens * a.hidden * ACT_BYTES, tp, intra, eff)
-        if lp.experts and cfg.ep > 1:
-            per_gpu = tokens * a.top_k * a.hidden * ACT_BYTES / cfg.ep
-            t += 2 * alltoall_s(per_gpu, cfg.ep, intra, eff)
-        return t
-
-    # Decode: one micro-batch, each sequence attending over the mean context.
-    b = micro_batch
-    touched = experts_touched_fraction(b, a.top_k, lp.experts)
-    dec_bytes = static_bytes + expert_bytes_all * touched + b * ctx.decode_context_tokens * kv_layer
-    # GEMMs and attention run as separate kernels one after another, so a decode step pays its
-    # compute time and its memory time (no overlap across them); this never beats the roofline.
-    # Taking max() instead over-predicted balanced rows by 30-80% (benchmarks/fidelity.py).
-    decode = compute_s(b, ctx.decode_context_tokens, True) + dec_bytes / bw + comm_s(b)
-
-    # Prefill of one request: causal attention over half the prompt on average.
-    n = ctx.workload.input_tokens
-    pf_compute = compute_s(n, n / 2, False)
-    touched_pf = experts_touched_fraction(n, a.top_k, lp.experts)
-    pf_bytes = static_bytes + expert_bytes_all * touched_pf + n * kv_layer
-    pf_comm = comm_s(n)
-    return LayerTime(
-        decode_s=decode,
-        prefill_latency_s=max(pf_compute, pf_bytes / bw) + pf_comm,
-        prefill_work_s=pf_compute + pf_comm,
+    # Query heads always split evenly over TP (a rule), so each rank does 1/tp of the attention.
+    attn_dec = _attention_flops_per_token(a, 1.0, True) / tp / peak16
+    attn_pf = _attention_flops_per_token(a, 1.0, False) / tp / peak16
+    per_token = 2 * dense_params / peak + kv_layer / bw
+    if lp.experts:
+        per_token += 2 * expert_params_active / (peak * eff.moe_compute)
+    fixed = static_bytes / bw + eff.layer_overhead_s
+    if tp > 1:
+        # Two all-reduces per layer (after attention and after the MLP), ring bytes 2 (n-1)/n.
+        fixed += 2 * allreduce_latency_s(tp, ctx.hw.intra, eff)
+        per_token += 2 * 2 * (tp - 1) / tp * a.hidden * ACT_BYTES / link_bw
+    if lp.experts and cfg.ep > 1:
+        # Dispatch and combine: each token's top_k activations, (n-1)/n of them to other ranks.
+        fixed += 2 * ctx.hw.intra.latency_us * 1e-6
+        per_token += 2 * (cfg.ep - 1) / cfg.ep * a.top_k * a.hidden * ACT_BYTES / cfg.ep / link_bw
+    return LayerCost(
+        fixed_s=fixed,
+        per_token_s=per_token,
+        per_context_s=kv_layer / bw + attn_dec,
+        per_pair_s=attn_pf,
+        experts_s=expert_bytes_all / bw if lp.experts else 0.0,
+        top_k=a.top_k if lp.experts else 0,
+        experts=lp.experts,
     )
 
 
-def lm_head_time(ctx: Context, cfg: Config, micro_batch: float) -> LayerTime:
-    """Final norm and vocab-parallel LM head on the last stage (16-bit), logits for sampled tokens."""
+def lm_head_cost(ctx: Context, cfg: Config) -> LayerCost:
+    """Final norm, vocab-parallel LM head (16-bit) and sampling on the last stage, per sampled token."""
     a, eff = ctx.arch, ctx.eff
     peak16 = peak_tflops(ctx.hw.gpu, "bf16") * 1e12 * eff.compute
     bw = ctx.hw.gpu.hbm_TBps * 1e12 * eff.memory
     nbytes = a.vocab * a.hidden * 2.0 / cfg.tp
-    flops_per_token = 2 * a.vocab * a.hidden / cfg.tp
-    dec = max(micro_batch * flops_per_token / peak16, nbytes / bw)
-    one = max(flops_per_token / peak16, nbytes / bw)  # prefill samples only its last token
-    return LayerTime(decode_s=dec, prefill_latency_s=one, prefill_work_s=flops_per_token / peak16)
+    # Logits in FP32 are written and read back by the sampler (vocab / tp per rank, gathered).
+    per_token = 2 * a.vocab * a.hidden / cfg.tp / peak16 + a.vocab * 4.0 * 2 / bw
+    return LayerCost(fixed_s=nbytes / bw, per_token_s=per_token, per_context_s=0.0, per_pair_s=0.0)
+
+
+def send_cost(ctx: Context, link: LinkSpec) -> LayerCost:
+    """Point-to-point send of each token's activations to the next pipeline stage."""
+    link_bw = link.bandwidth_GBps * GB * ctx.eff.link
+    return LayerCost(fixed_s=link.latency_us * 1e-6, per_token_s=ctx.arch.hidden * ACT_BYTES / link_bw,
+                     per_context_s=0.0, per_pair_s=0.0)

@@ -13,7 +13,7 @@ from ..verify import Evaluation, Placement
 JSON_SCHEMA_VERSION = 1
 
 
-def launch_input(problem: Problem, placement: Placement) -> LaunchInput:
+def launch_input(problem: Problem, placement: Placement, max_num_seqs: int | None = None) -> LaunchInput:
     """The engine-facing view of a plan: what its launch commands carry."""
     a, inst = problem.arch, problem.instance
     return LaunchInput(
@@ -21,7 +21,7 @@ def launch_input(problem: Problem, placement: Placement) -> LaunchInput:
         cfg=placement.cfg,
         layers_per_stage=tuple(placement.layers_per_stage),
         num_layers=a.layers,
-        max_num_seqs=placement.batch,
+        max_num_seqs=placement.batch if max_num_seqs is None else max_num_seqs,
         max_model_len=inst.workload.model_len,
         max_num_batched_tokens=inst.limits.max_num_batched_tokens,
         memory_utilization=inst.limits.memory_utilization,
@@ -67,7 +67,7 @@ def evaluation_json(problem: Problem, ev: Evaluation) -> dict[str, Any]:
     m = ev.metrics
     p = ev.placement
     return {
-        "strategy": p.strategy(),
+        "strategy": ev.strategy(),
         "stages": [
             {"index": st.index, "layers": list(st.layers),
              "gpus": [gpu_index(p.cfg, 0, st.index, t) for t in range(p.cfg.tp)],
@@ -83,14 +83,53 @@ def evaluation_json(problem: Problem, ev: Evaluation) -> dict[str, Any]:
             "output_tokens_per_s": round(_served(problem, ev), 3),
             "capacity_output_tokens_per_s": round(m.output_tokens_per_s, 3),
             "output_tokens_per_s_per_gpu": round(m.output_tokens_per_s_per_gpu, 3),
-            "max_concurrency": min(ev.max_concurrency, p.batch * p.cfg.dp),
+            "served_output_tokens_per_s_per_gpu": round(_served(problem, ev) / m.gpus, 3),
+            "max_concurrency": min(ev.max_concurrency, ev.max_num_seqs * p.cfg.dp),
             "kv_capacity_sequences": ev.max_concurrency,
             "max_request_rate": round(m.max_request_rate, 4),
             "batch_per_replica": m.batch_per_replica,
             "gpus_used": m.gpus,
         },
+        "simulated": simulation_json(problem, ev),
         "requirements": [_req_json(r) for r in ev.requirements],
-        "launch": launch_commands(launch_input(problem, p)),
+        "launch": launch_commands(launch_input(problem, p, ev.max_num_seqs)),
+    }
+
+
+def _dist(d: Any) -> dict[str, float]:
+    return {k: round(getattr(d, k), 3) for k in ("mean", "p50", "p90", "p99")}
+
+
+def simulation_json(problem: Problem, ev: Evaluation) -> dict[str, Any] | None:
+    """The simulated latency distribution of a plan (None when it was not simulated)."""
+    sim = ev.simulation
+    if sim is None:
+        return None
+    wl, cfg = problem.instance.workload, problem.instance.simulation
+    if wl.mode == "request_rate":
+        arrivals = f"Poisson arrivals at {wl.request_rate:g} req/s"
+    elif wl.mode == "concurrency":
+        arrivals = f"a closed loop of {wl.concurrency} clients"
+    else:
+        arrivals = "every request queued at once (offline)"
+    return {
+        "arrivals": arrivals,
+        "requests": sim.requests,
+        "seed": cfg.seed,
+        "engine": problem.search.engine,
+        "completed": sim.completed,
+        "rejected": sim.rejected,
+        "ttft_ms": _dist(sim.ttft_ms),
+        "tpot_ms": _dist(sim.tpot_ms),
+        "itl_ms": _dist(sim.itl_ms),
+        "e2e_ms": _dist(sim.e2e_ms),
+        "output_tokens_per_s": round(sim.output_tokens_per_s, 3),
+        "requests_per_s": round(sim.requests_per_s, 4),
+        "goodput_requests_per_s": round(sim.goodput_requests_per_s, 4),
+        "mean_batch": round(sim.mean_batch, 3),
+        "mean_queue": round(sim.mean_queue, 3),
+        "max_queue": sim.max_queue,
+        "duration_s": round(sim.duration_s, 3),
     }
 
 
@@ -118,7 +157,8 @@ def document(problem: Problem, status: str, ev: Evaluation | None, solver: dict[
     if ev is not None:
         doc.update(evaluation_json(problem, ev))
     else:
-        doc.update({"strategy": None, "stages": [], "gpus": [], "metrics": None, "requirements": [], "launch": None})
+        doc.update({"strategy": None, "stages": [], "gpus": [], "metrics": None, "simulated": None,
+                    "requirements": [], "launch": None})
     doc["proof"] = proof
     doc["solver"] = solver
     doc["defaults"] = problem.defaults

@@ -70,17 +70,35 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
             out += _table(["GPU", "stage", "tp rank", "ep rank", "experts"],
                           [[str(g["id"]), str(g["stage"]), str(g["tp_rank"]), str(g["ep_rank"]),
                             f"{g['experts'][0]}-{g['experts'][1]}"] for g in gpus if g["dp_rank"] == 0], md)
-        out.append(h("Predicted metrics"))
+        out.append(h("Predicted metrics (the planner's linear model at the operating batch)"))
         out += _table(["metric", "value"], [
+            ["operating batch", f"{m['batch_per_replica']} sequences per replica (engine cap max_num_seqs "
+                                f"{st['max_num_seqs']})"],
             ["TTFT", f"{m['ttft_ms']:.1f} ms"],
             ["TPOT", f"{m['tpot_ms']:.2f} ms (decode step alone {m['decode_step_ms']:.2f} ms)"],
             ["output tokens/s", f"{m['output_tokens_per_s']:,.0f} served; capacity "
                                 f"{m['capacity_output_tokens_per_s']:,.0f}"],
-            ["output tokens/s per GPU", f"{m['output_tokens_per_s_per_gpu']:,.1f} (capacity)"],
+            ["output tokens/s per GPU", f"{m['served_output_tokens_per_s_per_gpu']:,.1f} served; "
+                                        f"{m['output_tokens_per_s_per_gpu']:,.1f} capacity"],
             ["max request rate", f"{m['max_request_rate']:.2f} req/s"],
             ["max concurrency", f"{m['max_concurrency']} sequences (max_num_seqs x dp; the KV cache holds "
                                 f"{m['kv_capacity_sequences']} within the engine cap)"],
         ], md)
+        sim = doc.get("simulated")
+        if sim:
+            out.append(h(f"Simulated ({sim['engine']} scheduler, {sim['requests']:,} requests, {sim['arrivals']}, "
+                         f"seed {sim['seed']})"))
+            rows = []
+            for key, label in (("ttft_ms", "TTFT ms"), ("tpot_ms", "TPOT ms"), ("itl_ms", "ITL ms"),
+                               ("e2e_ms", "end-to-end ms")):
+                d = sim[key]
+                rows.append([label] + [_fmt(d[k]) for k in ("mean", "p50", "p90", "p99")])
+            out += _table(["", "mean", "p50", "p90", "p99"], rows, md)
+            out.append(f"  {sim['output_tokens_per_s']:,.0f} output tokens/s, {sim['requests_per_s']:.2f} req/s "
+                       f"(goodput {sim['goodput_requests_per_s']:.2f} req/s within the mean targets); mean batch "
+                       f"{sim['mean_batch']:.1f} per replica; queue mean {sim['mean_queue']:.1f}, max "
+                       f"{sim['max_queue']}" + (f"; {sim['rejected']} request(s) never fit the KV cache"
+                                                if sim["rejected"] else ""))
         out.append(h("Requirements"))
         rows = [["PASS" if r["passed"] else "FAIL", r["rule"], _fmt(r["value"]), _fmt(r["limit"]),
                  "" if r["slack"] is None else _fmt(r["slack"]), r["unit"]] for r in doc["requirements"]]

@@ -16,7 +16,7 @@ from ortools.sat.python import cp_model
 
 from ..physics import KINDS, even_split
 from ..problem import Problem
-from .options import Option, Units, capacity_MiB, cycle_bounds, ttft_limit
+from .options import Option, Units, capacity_MiB, cycle_bounds, rules_of, ttft_limit
 
 
 def mem_rule(stage: int) -> str:
@@ -103,7 +103,7 @@ def build_model(problem: Problem, options: list[Option], diagnose: bool = False)
     # Static rules: a broken rule's guard forbids the option.
     for o, lit in zip(options, opt, strict=True):
         for rule in o.violations:
-            m.add_implication(guard(rule), lit.Not())
+            m.add_bool_or([lit.Not(), *(guard(r).Not() for r in rules_of(rule))])
 
     # Contiguous layer-to-stage assignment.
     x = [[m.new_bool_var(f"x[{l},{s}]") for s in range(max_pp)] for l in range(n_layers)]

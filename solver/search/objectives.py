@@ -24,15 +24,41 @@ OBJECTIVE_UNITS = {
 }
 
 
+# With a request rate every plan that carries it serves the same tokens, so tokens/s per GPU served =
+# rate x output tokens / GPUs: fewer GPUs first, then lower TPOT (which also picks the operating
+# point, the smallest batch level whose capacity carries the rate), then more capacity per GPU.
+SERVED_THROUGHPUT_VARS = ("gpus", "cycle", "z")
+
+
+def serves_a_rate(problem: Problem) -> bool:
+    """The throughput objective at a request rate counts the tokens served, not the capacity."""
+    return problem.instance.objective == "max_throughput_per_gpu" and problem.instance.workload.mode == "request_rate"
+
+
+def objective_chain(problem: Problem) -> tuple[str, ...]:
+    """The model quantities to minimise, primary first (see :data:`OBJECTIVE_VARS`)."""
+    return SERVED_THROUGHPUT_VARS if serves_a_rate(problem) else OBJECTIVE_VARS[problem.instance.objective]
+
+
+def served_tokens_per_s(problem: Problem) -> float:
+    """Output tokens/s the workload asks for at its request rate (the whole deployment)."""
+    wl = problem.instance.workload
+    return wl.request_rate * wl.output_tokens
+
+
 def objective_value(problem: Problem, units: Units, raw: float) -> float:
     """Convert an integer model objective to its user unit (OBJECTIVE_UNITS)."""
-    quantity = OBJECTIVE_VARS[problem.instance.objective][0]
+    if serves_a_rate(problem):
+        return served_tokens_per_s(problem) / raw if raw > 0 else float("inf")
+    quantity = objective_chain(problem)[0]
     return units.to_user(quantity, raw, problem.instance.workload.output_tokens)
 
 
 def exact_objective(problem: Problem, ev: Evaluation) -> float:
     """The objective of an evaluated plan in user units, from the physics (not the solver)."""
     m = ev.metrics
+    if serves_a_rate(problem):
+        return served_tokens_per_s(problem) / m.gpus
     return {
         "max_throughput_per_gpu": m.output_tokens_per_s_per_gpu,
         "min_tpot": m.tpot_ms,

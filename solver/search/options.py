@@ -21,7 +21,7 @@ from ..physics import (
     stage_coefficients,
     weight_dtype_supported,
 )
-from ..problem import BATCH_LEVELS, Problem
+from ..problem import BATCH_LEVELS, RATE_LEVELS, Problem
 
 MiB = 2**20
 # CP-SAT misjudges models whose coefficients and bounds reach ~1e11 (a feasible model reported
@@ -149,6 +149,22 @@ class Option:
                 -self.batch)
 
 
+# A violation of several rules at once ("batch_cap&pin.max_num_seqs"): the candidate is out only
+# while every one of them is enforced.
+JOINT = "&"
+
+
+def rules_of(violation: str) -> list[str]:
+    """The rules whose joint enforcement a violation needs."""
+    return violation.split(JOINT)
+
+
+def violated_under(violations, enforced) -> bool:
+    """True when some violation has all its rules among ``enforced`` (a set or a predicate)."""
+    check = enforced if callable(enforced) else enforced.__contains__
+    return any(all(check(r) for r in rules_of(v)) for v in violations)
+
+
 def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -> list[str]:
     """The static rules ``cfg`` breaks (pins included as ``pin.<field>``)."""
     a, hw, inst = problem.arch, problem.ctx.hw, problem.instance
@@ -173,8 +189,12 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
         out.append("weights_supported")
     if not kv_dtype_supported(hw.gpu, cfg.kv_cache):
         out.append("kv_cache_supported")
-    if batch is not None and batch > problem.instance.limits.max_num_seqs:
-        out.append("batch_cap")
+    cap = problem.instance.limits.max_num_seqs
+    rate_pin = problem.instance.workload.mode == "request_rate" and problem.pins.max_num_seqs is not None
+    if batch is not None and (batch > cap or (rate_pin and problem.pins.max_num_seqs > cap)):
+        # At a rate a pinned max_num_seqs is the engine's cap itself: above the limit, the pin and
+        # the limit break only together.
+        out.append("batch_cap" if batch > cap else f"batch_cap{JOINT}pin.max_num_seqs")
     pins = problem.pins
     for key in ("tp", "pp", "dp", "ep", "weights", "kv_cache"):
         pinned = getattr(pins, key)
@@ -182,8 +202,11 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
             out.append(f"pin.{key}")
     if pins.layers_per_stage is not None and len(pins.layers_per_stage) != cfg.pp:
         out.append("pin.layers_per_stage")
-    if batch is not None and pins.max_num_seqs is not None and batch != pins.max_num_seqs:
-        out.append("pin.max_num_seqs")
+    if batch is not None and pins.max_num_seqs is not None:
+        # At a request rate the pin is the engine's cap and the load sets the batch under it.
+        rate = problem.instance.workload.mode == "request_rate"
+        if (batch > pins.max_num_seqs) if rate else (batch != pins.max_num_seqs):
+            out.append("pin.max_num_seqs")
     return out
 
 
@@ -194,11 +217,18 @@ def batch_levels(problem: Problem, cfg: Config, include_illegal: bool = False) -
     the pin), so that dropping the pin can be told apart from raising the engine's cap.
     """
     wl, cap = problem.instance.workload, problem.instance.limits.max_num_seqs
+    pinned = problem.pins.max_num_seqs
     if wl.mode == "concurrency":
         free = [math.ceil(wl.concurrency / cfg.dp)]
+    elif wl.mode == "request_rate":
+        # Operating points: the load sets the batch; a pinned max_num_seqs only caps it.
+        top = cap if pinned is None or include_illegal else min(cap, pinned)
+        levels = sorted({b for b in RATE_LEVELS if b <= top} | {top})
+        if pinned is not None and include_illegal:
+            levels = sorted({*levels, pinned})
+        return levels
     else:
         free = sorted({b for b in BATCH_LEVELS if b <= cap} | {cap})
-    pinned = problem.pins.max_num_seqs
     if pinned is None:
         return free
     return sorted({pinned, *free}) if include_illegal else [pinned]
@@ -288,7 +318,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
             violations = static_violations(problem, cfg, batch)
             if violations and not include_illegal:
                 continue
-            if set(violations) & UNRELAXABLE_RULES:
+            if {r for v in violations for r in rules_of(v)} & UNRELAXABLE_RULES:
                 # What the GPU cannot do is not a requirement a person can relax; the proof's
                 # "another GPU type" repair covers it.
                 continue

@@ -11,7 +11,7 @@ from ..problem import Problem
 from ..verify import Evaluation, Placement, evaluate
 from .decode import decode
 from .model import BuiltModel, build_model
-from .objectives import OBJECTIVE_VARS, exact_objective, objective_value
+from .objectives import exact_objective, objective_chain, objective_value
 from .options import Option, Units, enumerate_options, with_units
 from .witness import best_even_split, option_lower_bound, witness
 
@@ -48,6 +48,8 @@ class PlanResult:
     options_considered: int = 0
     options_in_model: int = 0
     binding: list[str] = field(default_factory=list)
+    # Lazy percentile checks: the candidates simulated and cut, and why the search stopped.
+    lazy: dict = field(default_factory=dict)
 
 
 def _params(p: SolveParams, time_limit: float) -> cp_model.CpSolver:
@@ -89,6 +91,9 @@ def feasible_plan(problem: Problem, params: SolveParams | None = None, only_gpus
     CP-SAT feasibility solve decides. Status "feasible" or "infeasible".
     """
     params = params or SolveParams()
+    if problem.instance.slo.percentile_targets():
+        # A percentile target is only known by simulation: search with lazy cuts.
+        return plan(problem, params, only_gpus=only_gpus, tie_breaks=False)
     t0 = time.perf_counter()
     options = [o for o in enumerate_options(problem, only_gpus=only_gpus)
                if not o.bound_violations and not o.memory_sum_exceeds]
@@ -106,7 +111,7 @@ def feasible_plan(problem: Problem, params: SolveParams | None = None, only_gpus
                 result.status = "infeasible" if status == "infeasible" else "unknown"
                 result.time_s = time.perf_counter() - t0
                 return result
-            placement = decode(built, solver)
+            placement, _ = decode(built, solver)
         ev = evaluate(problem, placement)
         if not ev.feasible:
             raise VerificationError(f"plan {placement} fails verification: {[r.rule for r in ev.failed()]}")
@@ -123,6 +128,11 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
     ``only_gpus`` restricts the candidates to configurations of exactly that many GPUs (repairs
     scan GPU counts upward with it). Without ``tie_breaks`` only the primary objective is solved:
     the plan is optimal, but among equal plans the choice is the solver's (still deterministic).
+
+    Percentile targets are lazy (DESIGN rule 10): each plan CP-SAT returns is simulated, and one
+    that misses a percentile is cut (a no-good on its option and split) before the search resumes,
+    until a plan passes, none is left (``infeasible``, the candidates in ``result.lazy``) or
+    ``simulation.max_candidates`` plans were tried (``unknown``).
     """
     params = params or SolveParams()
     t0 = time.perf_counter()
@@ -133,72 +143,51 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
     if not options:
         result.time_s = time.perf_counter() - t0
         return result
-    primary, *tie_breaks = OBJECTIVE_VARS[problem.instance.objective]
+    primary, *chain = objective_chain(problem)
+    lazy = bool(problem.instance.slo.percentile_targets())
     hint = best_even_split(problem, options)
-    if hint is not None:
+    if hint is not None and not lazy:
         # Sound pruning: an option whose optimistic bound is worse than a known plan can neither
-        # win nor tie, so it cannot change the optimum or the tie-breaks.
+        # win nor tie, so it cannot change the optimum or the tie-breaks. (Not with lazy targets:
+        # the known plan may miss a percentile, and the optimum then lies beyond it.)
         incumbent = hint[2]
         options = [o for o in options if option_lower_bound(problem, o, primary) <= incumbent]
         # Finer integer units for the options left (CP-SAT needs every table value below ~2e9).
         options = with_units(problem, options)
         options = [o for o in options if not o.bound_violations and not o.memory_sum_exceeds]
     result.options_in_model = len(options)
-    built = build_model(problem, options)
-    invalid = built.model.validate()
-    if invalid:
-        raise AssertionError(f"CP-SAT model invalid: {invalid}")
-    if hint is not None:
-        _hint(built, hint[0], hint[1])
-    m = built.model
-    pvar = built.objective(primary)
-    m.minimize(pvar)
-    solver = _params(params, params.time_limit_s)
-    code = solver.solve(m)
-    status = _status_name(code)
-    result.phases.append({"phase": "primary", "status": status, "wall_s": solver.wall_time})
-    if status in ("infeasible", "unknown", "invalid"):
-        result.status = "infeasible" if status == "infeasible" else "unknown"
-        result.time_s = time.perf_counter() - t0
-        return result
-    best_raw = solver.objective_value
-    bound_raw = solver.best_objective_bound
-    proven = status == "optimal"
-    placement = decode(built, solver)
-    if proven and tie_breaks:
-        # Lexicographic tie-breaks, each with the previous levels fixed (DESIGN rule 5).
-        m.add(pvar <= int(round(best_raw)))
-        chain = [(t, -built.objective(t[1:]) if t.startswith("-") else built.objective(t)) for t in tie_breaks]
-        # Among equal plans: the canonical configuration, then the split with the most memory
-        # headroom on its fullest stage, then the front-loaded one (a total order on splits).
-        chain += [("rank", built.rank), ("headroom", built.objective("mem_max")), ("split", built.split_key)]
-        for name, expr in chain:
-            remaining = params.time_limit_s - (time.perf_counter() - t0)
-            if remaining <= 0.05:
-                break
-            _hint_from(built, solver)
-            m.minimize(expr)
-            s2 = _params(params, remaining)
-            code2 = s2.solve(m)
-            st2 = _status_name(code2)
-            result.phases.append({"phase": name, "status": st2, "wall_s": s2.wall_time})
-            if st2 not in ("optimal", "feasible"):
-                break
-            placement = decode(built, s2)
-            solver = s2
-            m.add(expr <= int(round(s2.objective_value)))
-            if st2 != "optimal":
-                break
-    ev = evaluate(problem, placement)
-    if not ev.feasible:
-        failed = "; ".join(r.statement for r in ev.failed())
-        raise VerificationError(f"decoded plan {placement} fails verification: {failed}")
+    cuts: list[tuple[int, tuple[int, ...]]] = []
+    while True:
+        solved = _solve(problem, options, hint, cuts, params, primary, chain if tie_breaks else [], result, t0)
+        if solved is None:
+            result.time_s = time.perf_counter() - t0
+            if result.status == "infeasible" and cuts:
+                result.lazy["exhausted"] = True
+            return result
+        placement, option, best_raw, bound_raw, proven = solved
+        ev = evaluate(problem, placement)
+        linear_ok = all(r.passed for r in ev.requirements if r.rule not in percentile_rules(problem))
+        if not linear_ok:
+            failed = "; ".join(r.statement for r in ev.failed())
+            raise VerificationError(f"decoded plan {placement} fails verification: {failed}")
+        if ev.feasible:
+            break
+        # A percentile target missed: record the candidate, cut it, search on.
+        result.lazy.setdefault("candidates", []).append(
+            {"strategy": placement.strategy(ev.max_num_seqs), "layers_per_stage": list(placement.layers_per_stage),
+             "failed": {r.rule: r.value for r in ev.failed()}})
+        cuts.append((option.index, tuple(placement.layers_per_stage)))
+        if len(cuts) >= problem.instance.simulation.max_candidates:
+            result.status = "unknown"
+            result.lazy["budget_exhausted"] = True
+            result.time_s = time.perf_counter() - t0
+            return result
     exact = exact_objective(problem, ev)
     units = options[0].units
     model_value = objective_value(problem, units, best_raw)
     # Each stage value rounds at most one unit per term (its layers and its constant) upwards.
     rounding = (problem.arch.layers + 2) / max(best_raw, 1.0)
-    if problem.instance.objective != "min_gpus" and abs(exact - model_value) > (rounding + 1e-6) * abs(exact):
+    if primary != "gpus" and abs(exact - model_value) > (rounding + 1e-6) * abs(exact):
         raise VerificationError(
             f"CP-SAT objective {model_value} and exact evaluation {exact} differ beyond integer rounding "
             f"({rounding:.2e} relative)")
@@ -214,6 +203,68 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
     result.binding = binding_rules(ev)
     result.time_s = time.perf_counter() - t0
     return result
+
+
+def percentile_rules(problem: Problem) -> set[str]:
+    """The rule names of the instance's percentile targets (checked by simulation, lazily)."""
+    return set(problem.instance.slo.percentile_targets())
+
+
+def _solve(problem: Problem, options: list[Option], hint, cuts: list[tuple[int, tuple[int, ...]]],
+           params: SolveParams, primary: str, chain: list[str], result: PlanResult, t0: float):
+    """One CP-SAT search over ``options`` minus the ``cuts``: the primary, then the tie-breaks.
+
+    Returns (placement, option, primary value, bound, proven) or None (``result.status`` set).
+    """
+    built = build_model(problem, options)
+    invalid = built.model.validate()
+    if invalid:
+        raise AssertionError(f"CP-SAT model invalid: {invalid}")
+    m = built.model
+    by_index = {o.index: lit for o, lit in zip(built.options, built.opt, strict=True)}
+    for index, split in cuts:
+        stage_of = [s for s, n in enumerate(split) for _ in range(n)]
+        m.add_bool_or([by_index[index].Not(), *(built.x[l][st].Not() for l, st in enumerate(stage_of))])
+    if hint is not None and (hint[0].index, tuple(hint[1])) not in cuts:
+        _hint(built, hint[0], hint[1])
+    pvar = built.objective(primary)
+    m.minimize(pvar)
+    solver = _params(params, params.time_limit_s)
+    code = solver.solve(m)
+    status = _status_name(code)
+    result.phases.append({"phase": "primary", "status": status, "wall_s": solver.wall_time})
+    if status in ("infeasible", "unknown", "invalid"):
+        result.status = "infeasible" if status == "infeasible" else "unknown"
+        return None
+    best_raw = solver.objective_value
+    bound_raw = solver.best_objective_bound
+    proven = status == "optimal"
+    placement, option = decode(built, solver)
+    if proven and chain:
+        # Lexicographic tie-breaks, each with the previous levels fixed (DESIGN rule 5).
+        m.add(pvar <= int(round(best_raw)))
+        exprs = [(t, -built.objective(t[1:]) if t.startswith("-") else built.objective(t)) for t in chain]
+        # Among equal plans: the canonical configuration, then the split with the most memory
+        # headroom on its fullest stage, then the front-loaded one (a total order on splits).
+        exprs += [("rank", built.rank), ("headroom", built.objective("mem_max")), ("split", built.split_key)]
+        for name, expr in exprs:
+            remaining = params.time_limit_s - (time.perf_counter() - t0)
+            if remaining <= 0.05:
+                break
+            _hint_from(built, solver)
+            m.minimize(expr)
+            s2 = _params(params, remaining)
+            code2 = s2.solve(m)
+            st2 = _status_name(code2)
+            result.phases.append({"phase": name, "status": st2, "wall_s": s2.wall_time})
+            if st2 not in ("optimal", "feasible"):
+                break
+            placement, option = decode(built, s2)
+            solver = s2
+            m.add(expr <= int(round(s2.objective_value)))
+            if st2 != "optimal":
+                break
+    return placement, option, best_raw, bound_raw, proven
 
 
 def _hint_from(built: BuiltModel, solver: cp_model.CpSolver) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..physics import even_split, stage_counts
 from ..problem import Problem
-from .objectives import OBJECTIVE_VARS
+from .objectives import objective_chain
 from .options import Option, capacity_MiB, cycle_bounds, ttft_limit
 
 
@@ -40,7 +40,7 @@ def best_even_split(problem: Problem, options: list[Option]) -> tuple[Option, li
 
     Returns (option, split, primary objective in model units) or None when no even split is feasible.
     """
-    obj_name = OBJECTIVE_VARS[problem.instance.objective][0]
+    obj_name = objective_chain(problem)[0]
     best = None
     for o in options:
         if problem.pins.layers_per_stage is not None:
