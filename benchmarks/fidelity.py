@@ -184,6 +184,12 @@ def _fixed_bytes(ctx: Context, cfg: Config, counts: list[dict[str, int]]) -> flo
     return out
 
 
+def engine_efficiency(gpu) -> Efficiency:
+    """The family's factors with TensorRT-LLM's engine overheads: the tables ran trtllm-bench."""
+    return physics.efficiency_for(gpu, None, None if trtllm.STEP_OVERHEAD_US is None else trtllm.STEP_OVERHEAD_US * 1e-6,
+                                  trtllm.REQUEST_OVERHEAD_MS * 1e-3)
+
+
 def predict(row: dict[str, Any], eff: Efficiency | None = None) -> Prediction:
     """Predict one mapped row with the family's efficiency factors (or ``eff``)."""
     arch = resolve_model(MODEL_MAP[row["model"]])
@@ -194,7 +200,7 @@ def predict(row: dict[str, Any], eff: Efficiency | None = None) -> Prediction:
     workload = WorkloadSpec(
         input_tokens=row["input_tokens"], output_tokens=row["output_tokens"], offline=True
     )
-    eff = eff or physics.efficiency_for(gpu)
+    eff = eff or engine_efficiency(gpu)
 
     tp, pp = int(row["tp"]), int(row.get("pp") or 1)
     ep = int(row.get("ep") or 1)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from .engines import engine
 from .input.catalog import Architecture, resolve_gpu, resolve_model
 from .input.errors import InputError, from_validation_error, load_json
-from .input.schema import Instance, StrategyPins
+from .input.schema import CostModelSpec, Instance, StrategyPins
 from .physics import Context, Hardware, efficiency_for, param_counts
 
 # A card whose declared parameter count and architecture disagree by more than this is rejected:
@@ -155,8 +155,11 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         intra=cl.intra_node or gpu.intra_node,
         inter=cl.inter_node or gpu.inter_node,
     )
-    step_us = engine(inst.search.engine).STEP_OVERHEAD_US
-    eff = efficiency_for(gpu, inst.cost_model, None if step_us is None else step_us * 1e-6)
+    eng = engine(inst.search.engine)
+    step_us = eng.STEP_OVERHEAD_US
+    cost_model = _included_cost_model(inst, file)
+    eff = efficiency_for(gpu, cost_model, None if step_us is None else step_us * 1e-6,
+                         eng.REQUEST_OVERHEAD_MS * 1e-3)
     ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=eff)
     _check_consistency(inst, arch, file)
     space, defaults = _default_search(inst, arch, hw.total_gpus)
@@ -173,13 +176,40 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         "moe_compute_efficiency": e.moe_compute,
         "link_efficiency": e.link,
         "step_overhead_us": round(e.step_overhead_s * 1e6, 3),
-        "layer_overhead_us": round(e.layer_overhead_s * 1e6, 3),
+        "layer_floor_us": round(e.layer_floor_s * 1e6, 3),
         "allreduce_per_peer": e.allreduce_per_peer,
+        "request_overhead_ms": round(e.request_overhead_s * 1e3, 3),
     }
     if "simulation" not in inst.model_fields_set:
         sim = inst.simulation
         defaults["simulation"] = {"requests": sim.requests, "seed": sim.seed, "max_candidates": sim.max_candidates}
     return Problem(instance=inst, file=file, ctx=ctx, search=space, pins=inst.strategy, defaults=defaults)
+
+
+def _included_cost_model(inst: Instance, file: str | None) -> CostModelSpec:
+    """The instance's cost model with an included calibration file's factors beneath its own."""
+    spec = inst.cost_model
+    if spec.include is None:
+        return spec
+    path = Path(spec.include)
+    if not path.is_absolute() and file:
+        path = Path(file).resolve().parent / path
+    if not path.is_file():
+        raise InputError(file, "cost_model.include", spec.include, "cost-model file not found")
+    data = load_json(str(path))
+    inner = data.get("cost_model") if isinstance(data, dict) else None
+    if not isinstance(inner, dict):
+        raise InputError(str(path), "cost_model", None, "a cost-model file holds a `cost_model` object of factors "
+                         "(as `solve calibrate` writes it)")
+    if "include" in inner:
+        raise InputError(str(path), "cost_model.include", inner["include"], "a cost-model file cannot include another")
+    try:
+        included = CostModelSpec.model_validate(inner)
+    except ValidationError as err:
+        bad = from_validation_error(err, CostModelSpec, str(path))
+        raise InputError(str(path), f"cost_model.{bad.path}".rstrip("."), bad.value, bad.accepted) from None
+    own = spec.model_dump(exclude_none=True, exclude={"include"})
+    return included.model_copy(update=own)
 
 
 def parse_instance(data: Any, file: str | None = None) -> Instance:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from .engines import engine
 from .input.schema import WEIGHT_DTYPES
 from .physics import (
-    COMPUTE_DTYPE,
     Config,
     GiB,
     Metrics,
+    compute_dtype,
     even_split,
     kv_dtype_supported,
     max_batch_that_fits,
@@ -136,7 +136,7 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
     allowed_kv = inst.precision.kv_cache
     out.append(Requirement("kv_cache_allowed", f"KV cache {cfg.kv_cache} must be among the allowed {allowed_kv}",
                            cfg.kv_cache, ",".join(allowed_kv), "", cfg.kv_cache in allowed_kv))
-    cd = COMPUTE_DTYPE[cfg.weights]
+    cd = compute_dtype(gpu, cfg.weights)
     out.append(Requirement("weights_supported", f"{gpu.name} must compute {cd.upper()} natively for {cfg.weights} "
                            f"weights (peak {peak_tflops(gpu, cd) or 'none'} TFLOP/s)", cfg.weights, gpu.name, "",
                            weight_dtype_supported(gpu, cfg.weights)))

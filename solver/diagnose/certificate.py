@@ -12,11 +12,11 @@ from typing import Any
 from ortools.sat.python import cp_model
 
 from ..physics import (
-    COMPUTE_DTYPE,
     GB,
     WEIGHT_BYTES,
     Config,
     GiB,
+    compute_dtype,
     embedding_bytes_per_gpu,
     layer_weight_bytes_per_gpu,
     lm_head_bytes_per_gpu,
@@ -157,7 +157,7 @@ def lower_bounds(problem: Problem) -> dict[str, Any]:
     lightest = min((w for w in problem.instance.precision.weights if weight_dtype_supported(gpu, w)),
                    key=lambda w: WEIGHT_BYTES[w], default="bf16")
     need = _weights_bytes(problem, lightest)
-    best_peak = max(peak_tflops(gpu, COMPUTE_DTYPE[w]) or 0 for w in problem.instance.precision.weights)
+    best_peak = max(peak_tflops(gpu, compute_dtype(gpu, w)) or 0 for w in problem.instance.precision.weights)
     active = pc.active
     # Roofline: each output token costs at least 2 x active parameters FLOPs (attention excluded).
     roofline_tok_s_per_gpu = best_peak * 1e12 / (2 * active)

@@ -15,7 +15,19 @@ NAME = "sglang"
 SCHEDULER_POLICY = "prefill_first"
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
-STEP_OVERHEAD_US: float | None = None
+STEP_OVERHEAD_US: float | None = 2844.0
+# Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
+REQUEST_OVERHEAD_MS: float = 5.0
+
+
+def defaults(gpu_memory_GiB: float, gpu_name: str) -> dict[str, float]:
+    """SGLang server defaults: ``chunked_prefill_size`` by GPU memory (server_args.py,
+    _handle_gpu_memory_settings: 2048 below 35 GB, 4096 below 60, 8192 below 160, else 16384);
+    ``max_running_requests`` follows the KV pool (here: the engine admits what fits, up to 4096);
+    ``mem_fraction_static`` is derived per GPU, about 0.88 on 80-192 GB GPUs."""
+    gb = gpu_memory_GiB * 2**30 / 1e9
+    chunk = 2048 if gb < 35 else 4096 if gb < 60 else 8192 if gb < 160 else 16384
+    return {"max_num_seqs": 4096, "max_num_batched_tokens": chunk, "memory_utilization": 0.88}
 
 
 def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:

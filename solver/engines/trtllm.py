@@ -12,7 +12,10 @@ NAME = "trtllm"
 SCHEDULER_POLICY = "mixed"
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
-STEP_OVERHEAD_US: float | None = None
+STEP_OVERHEAD_US: float | None = 18.7
+# Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
+REQUEST_OVERHEAD_MS: float = 113.5
+
 
 # trtllm-bench heuristic hard cap on max_batch_size (tensorrt_llm/bench/build/tuning.py,
 # finetune_setting: ``raw_bs = min(kv_cache_max_requests, 4096) / pp_size``).
@@ -23,6 +26,9 @@ MAX_NUM_TOKENS = 8192
 # trtllm-bench throughput --kv_cache_free_gpu_mem_fraction default (throughput.py: default=.90,
 # "The percentage of memory to use for KV Cache after model load").
 KV_CACHE_FREE_FRACTION = 0.90
+# trtllm-serve defaults (tensorrt_llm/commands/serve.py, get_llm_args): max_batch_size 2048,
+# max_num_tokens 8192, KvCacheConfig.free_gpu_memory_fraction 0.9, chunked prefill off.
+SERVE_MAX_BATCH_SIZE = 2048
 
 
 def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:
@@ -31,3 +37,11 @@ def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:
 
 
 EP_LAYOUT_RULE = "ep must divide tp (experts split over ep groups of tp/ep ranks)"
+
+
+def defaults(gpu_memory_GiB: float, gpu_name: str) -> dict[str, float]:
+    """trtllm-serve defaults; its KV fraction is of the memory left after the weights, which an
+    instance's memory_utilization (of the whole device) approximates from above: 0.9."""
+    del gpu_memory_GiB, gpu_name
+    return {"max_num_seqs": SERVE_MAX_BATCH_SIZE, "max_num_batched_tokens": MAX_NUM_TOKENS,
+            "memory_utilization": KV_CACHE_FREE_FRACTION}

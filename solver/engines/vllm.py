@@ -16,7 +16,17 @@ NAME = "vllm"
 SCHEDULER_POLICY = "mixed"
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
-STEP_OVERHEAD_US: float | None = None
+STEP_OVERHEAD_US: float | None = 503.0
+# Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
+REQUEST_OVERHEAD_MS: float = 40.0
+
+
+def defaults(gpu_memory_GiB: float, gpu_name: str) -> dict[str, float]:
+    """``vllm serve`` defaults: on GPUs of 70 GiB or more (not A100) 1024 sequences and 8192 tokens
+    per step, else 256 and 2048 (vllm/engine/arg_utils.py, get_batch_defaults); 0.9 of the memory."""
+    big = gpu_memory_GiB >= 70 and "a100" not in gpu_name
+    return {"max_num_seqs": 1024 if big else 256, "max_num_batched_tokens": 8192 if big else 2048,
+            "memory_utilization": 0.9}
 
 
 def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:

@@ -106,12 +106,48 @@ def _get(cfg: dict[str, Any], key: str, file: str | None, prefix: str, default: 
     return default
 
 
+# Bounds of config integers: the largest published models times a wide margin (Llama-3.1-405B has
+# hidden 16384 and 126 layers, DeepSeek-V3 256 experts, Gemma 262k vocabulary). A value beyond them
+# is a typo, and would overflow the planner's integer tables.
+CONFIG_INT_MAX = {
+    "hidden_size": 131_072, "num_hidden_layers": 4_096, "num_attention_heads": 4_096, "num_key_value_heads": 4_096,
+    "head_dim": 8_192, "intermediate_size": 2_000_000, "moe_intermediate_size": 2_000_000, "vocab_size": 8_000_000,
+    "max_position_embeddings": 1_000_000_000, "num_local_experts": 16_384, "num_experts": 16_384,
+    "n_routed_experts": 16_384, "num_experts_per_tok": 1_024, "n_shared_experts": 1_024, "decoder_sparse_step": 4_096,
+    "first_k_dense_replace": 4_096, "moe_layer_freq": 4_096, "q_lora_rank": 131_072, "kv_lora_rank": 131_072,
+    "qk_nope_head_dim": 8_192, "qk_rope_head_dim": 8_192, "v_head_dim": 8_192, "sliding_window": 1_000_000_000,
+}
+
+
 def _positive_int(cfg: dict[str, Any], key: str, file: str | None, prefix: str, default: Any = ...) -> int:
     value = _get(cfg, key, file, prefix, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    top = CONFIG_INT_MAX.get(key, 1_000_000_000)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > top:
         path = f"{prefix}.{key}" if prefix else key
-        raise InputError(file, path, value, "must be a non-negative integer")
+        raise InputError(file, path, value, f"must be an integer from 0 to {top:,}")
     return value
+
+
+def _flag(cfg: dict[str, Any], key: str, default: bool, file: str | None, prefix: str) -> bool:
+    """A boolean config field: true or false (not "false", not 0), absent or null for the default."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InputError(file, f"{prefix}.{key}" if prefix else key, value, "must be true or false")
+    return value
+
+
+def _layer_list(cfg: dict[str, Any], key: str, layers: int, file: str | None, prefix: str) -> set[int]:
+    """A list of decoder-layer indices (e.g. Qwen3-MoE's mlp_only_layers), each in [0, layers)."""
+    value = cfg.get(key)
+    path = f"{prefix}.{key}" if prefix else key
+    if value is None:
+        return set()
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < layers
+                                          for v in value):
+        raise InputError(file, path, value, f"must be a list of layer indices from 0 to {layers - 1}")
+    return set(value)
 
 
 def _sliding_layers(cfg: dict[str, Any], layers: int, file: str | None, prefix: str) -> tuple[bool, ...]:
@@ -149,8 +185,34 @@ def architecture_from_config(
 ) -> Architecture:
     """Normalise Hugging Face config.json fields into an :class:`Architecture`.
 
-    Raises :class:`InputError` naming the supported architectures when the config is of another kind.
+    Raises :class:`InputError` naming the supported architectures when the config is of another
+    kind, and the field when a value is out of range or the fields disagree with each other.
     """
+    arch = _architecture(cfg, name=name, hf_repo=hf_repo, declared_params_B=declared_params_B,
+                         declared_active_params_B=declared_active_params_B, file=file, prefix=prefix)
+    at = (lambda key: f"{prefix}.{key}" if prefix else key)  # noqa: E731
+    if arch.vocab < 1:
+        raise InputError(file, at("vocab_size"), arch.vocab, "must be a positive integer")
+    if arch.experts and not 1 <= arch.top_k <= arch.experts:
+        raise InputError(file, at("num_experts_per_tok"), arch.top_k,
+                         f"each token routes to 1 to {arch.experts} experts (the model's routed experts)")
+    if arch.experts and any(arch.moe_layers) and arch.moe_intermediate < 1:
+        raise InputError(file, at("moe_intermediate_size"), arch.moe_intermediate, "must be a positive integer")
+    if not arch.is_moe and arch.intermediate < 1:
+        raise InputError(file, at("intermediate_size"), arch.intermediate, "must be a positive integer")
+    return arch
+
+
+def _architecture(
+    cfg: dict[str, Any],
+    *,
+    name: str,
+    hf_repo: str | None,
+    declared_params_B: float | None,
+    declared_active_params_B: float | None,
+    file: str | None,
+    prefix: str,
+) -> Architecture:
     archs = cfg.get("architectures") or []
     arch = archs[0] if isinstance(archs, list) and archs else None
     if arch not in SUPPORTED_ARCHITECTURES:
@@ -170,7 +232,9 @@ def architecture_from_config(
                          f"grouped-query attention needs KV heads that divide the {heads} attention heads "
                          f"(accepted: {[d for d in range(1, heads + 1) if heads % d == 0]})")
     head_dim = g("head_dim", hidden // heads)
-    tie = bool(cfg.get("tie_word_embeddings", False))
+    tie = _flag(cfg, "tie_word_embeddings", False, file, prefix)
+    if head_dim == 0:
+        raise InputError(file, f"{prefix}.head_dim" if prefix else "head_dim", head_dim, "must be a positive integer")
     common: dict[str, Any] = dict(
         name=name,
         hf_repo=hf_repo,
@@ -188,11 +252,11 @@ def architecture_from_config(
         declared_active_params_B=declared_active_params_B,
     )
     if arch in ("LlamaForCausalLM", "MistralForCausalLM"):
-        return Architecture(**common, attention_bias=bool(cfg.get("attention_bias", False)))
+        return Architecture(**common, attention_bias=_flag(cfg, "attention_bias", False, file, prefix))
     if arch == "Qwen2ForCausalLM":
         return Architecture(**common, attention_bias=True)  # Qwen2 has q/k/v biases by construction
     if arch == "Qwen3ForCausalLM":
-        return Architecture(**common, qk_norm=True, attention_bias=bool(cfg.get("attention_bias", False)))
+        return Architecture(**common, qk_norm=True, attention_bias=_flag(cfg, "attention_bias", False, file, prefix))
     if arch == "MixtralForCausalLM":
         experts = g("num_local_experts")
         return Architecture(
@@ -205,14 +269,14 @@ def architecture_from_config(
     if arch == "Qwen3MoeForCausalLM":
         experts = g("num_experts")
         step = g("decoder_sparse_step", 1) or 1
-        mlp_only = set(cfg.get("mlp_only_layers") or [])
+        mlp_only = _layer_list(cfg, "mlp_only_layers", layers, file, prefix)
         moe_layers = tuple(
             (i not in mlp_only) and experts > 0 and (i + 1) % step == 0 for i in range(layers)
         )
         return Architecture(
             **common,
             qk_norm=True,
-            attention_bias=bool(cfg.get("attention_bias", False)),
+            attention_bias=_flag(cfg, "attention_bias", False, file, prefix),
             experts=experts,
             top_k=g("num_experts_per_tok"),
             moe_intermediate=g("moe_intermediate_size"),
@@ -237,8 +301,8 @@ def architecture_from_config(
                              "layer_types has sliding_attention layers: give the window as a positive integer")
         return Architecture(
             **common,
-            attention_bias=bool(cfg.get("attention_bias", True)),
-            attention_out_bias=bool(cfg.get("attention_bias", True)),
+            attention_bias=_flag(cfg, "attention_bias", True, file, prefix),
+            attention_out_bias=_flag(cfg, "attention_bias", True, file, prefix),
             attention_sinks=True,
             experts=experts,
             top_k=top_k,
@@ -389,9 +453,13 @@ def resolve_model(ref: Any, file: str | None = None, base_dir: Path | None = Non
             cfg_path = base_dir / cfg_path
         if not cfg_path.is_file():
             raise InputError(file, "model.hf_config", ref.hf_config, "config.json file not found")
-        cfg = load_json(str(cfg_path))
+        named = f" (the config.json that {file or 'the instance'} names at model.hf_config)"
+        try:
+            cfg = load_json(str(cfg_path))
+        except InputError as err:
+            raise InputError(err.file, err.path, err.value, err.accepted + named) from None
         if not isinstance(cfg, dict):
-            raise InputError(str(cfg_path), "", "...", "a config.json must be a JSON object")
+            raise InputError(str(cfg_path), "", None, "a config.json must be a JSON object" + named)
         name = ref.name or cfg_path.resolve().parent.name
         return architecture_from_config(
             cfg, name=name, hf_repo=ref.hf_repo, declared_params_B=ref.declared_params_B, file=str(cfg_path)

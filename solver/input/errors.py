@@ -25,8 +25,9 @@ class InputError(Exception):
         if not self.path and self.value is None:  # a file-level problem: no field, no value
             return f"{where}{self.accepted}"
         at = f"at `{self.path}`" if self.path else "at the top level"
-        value = _short(self.value)
-        return f"{where}{at}: value {value}: {self.accepted}"
+        if self.value is None:  # a missing field, a duplicate key: no value to show
+            return f"{where}{at}: {self.accepted}"
+        return f"{where}{at}: value {_short(self.value)}: {self.accepted}"
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -122,16 +123,45 @@ def from_validation_error(err: ValidationError, model: type[BaseModel], file: st
     return InputError(file, json_path(parts), value, msg[0].lower() + msg[1:] if msg else kind)
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def parse_json_text(text: str, where: str) -> Any:
+    """JSON text to Python, rejecting duplicate keys (the last would win silently) and absurd nesting."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as dup:
+        raise InputError(where, dup.key, None, f"duplicate key '{dup.key}': a JSON object gives each key once "
+                         "(with two, which one is meant?)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(where, "", None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InputError(where, "", None, "JSON nested too deeply to be an instance or a config") from None
+
+
 def load_json(path: str) -> Any:
-    """Read a JSON file, raising :class:`InputError` for a missing file or invalid JSON."""
+    """Read a JSON file (``-``: standard input), raising :class:`InputError` for a missing file or bad JSON."""
+    if path == "-":
+        import sys
+
+        return parse_json_text(sys.stdin.read(), "<stdin>")
     try:
         with open(path, encoding="utf-8-sig") as fh:  # tolerate a byte-order mark
             text = fh.read()
     except FileNotFoundError:
         raise InputError(path, "", None, "file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError, OSError) as exc:
         raise InputError(path, "", None, f"cannot read the file ({exc.__class__.__name__})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, "", None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return parse_json_text(text, path)

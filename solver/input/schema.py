@@ -171,7 +171,21 @@ class WorkloadSpec(Strict):
     max_model_len: int | None = Field(
         None, gt=0, le=MAX_TOKENS, description="Longest sequence the engine must accept (--max-model-len); default input+output."
     )
-    request_rate: float | None = Field(None, gt=0, description="Arrivals per second over the whole deployment.")
+    input_tokens_range: tuple[int, int] | None = Field(
+        None, description="[min, max]: the simulator draws each prompt's length uniformly in it (input_tokens, "
+        "inside the range, is the typical length the planner's linear model uses)."
+    )
+    output_tokens_range: tuple[int, int] | None = Field(
+        None, description="[min, max] of generated tokens per request, drawn uniformly by the simulator."
+    )
+    trace: str | None = Field(
+        None, description="A request trace for the simulator (path relative to the instance): JSONL of arrival_s, "
+        "input_tokens, output_tokens, or a vLLM / SGLang benchmark result saved with per-request details. "
+        "Its lengths replace the drawn ones; its arrival times replace Poisson arrivals at request_rate."
+    )
+    request_rate: float | None = Field(
+        None, ge=1e-6, le=1e7, description="Arrivals per second over the whole deployment (1e-6 to 1e7)."
+    )
     concurrency: int | None = Field(None, gt=0, le=10_000_000, description="Sequences in flight over the whole deployment.")
     offline: bool | None = Field(None, description="true: all requests queued, the engine batches as many as fit.")
 
@@ -185,6 +199,16 @@ class WorkloadSpec(Strict):
                 "give exactly one of request_rate (req/s), concurrency (sequences in flight) or offline: true; "
                 f"got {given or 'none'}"
             )
+        for name, typical in (("input_tokens_range", self.input_tokens), ("output_tokens_range", self.output_tokens)):
+            rng = getattr(self, name)
+            if rng is not None and not (1 <= rng[0] <= typical <= rng[1] <= MAX_TOKENS):
+                raise ValueError(f"{name} {list(rng)} must be [min, max] with 1 <= min <= {typical} (the typical "
+                                 f"length) <= max <= {MAX_TOKENS}")
+        longest = max(self.input_tokens, (self.input_tokens_range or (0, 0))[1]) + \
+            max(self.output_tokens, (self.output_tokens_range or (0, 0))[1])
+        if self.max_model_len is not None and longest > self.max_model_len:
+            raise ValueError(f"the longest request ({longest} tokens) exceeds max_model_len = {self.max_model_len}; "
+                             "raise max_model_len or shorten the sequences")
         if self.max_model_len is not None and self.input_tokens + self.output_tokens > self.max_model_len:
             raise ValueError(
                 f"input_tokens + output_tokens = {self.input_tokens + self.output_tokens} exceeds max_model_len = "
@@ -203,8 +227,10 @@ class WorkloadSpec(Strict):
 
     @property
     def model_len(self) -> int:
-        """The engine's max model length (stated default: input + output)."""
-        return self.max_model_len or (self.input_tokens + self.output_tokens)
+        """The engine's max model length (stated default: the longest input + output)."""
+        longest = max(self.input_tokens, (self.input_tokens_range or (0, 0))[1]) + \
+            max(self.output_tokens, (self.output_tokens_range or (0, 0))[1])
+        return self.max_model_len or longest
 
 
 class SloSpec(Strict):
@@ -280,6 +306,10 @@ class LimitsSpec(Strict):
 class CostModelSpec(Strict):
     """Overrides of the cost model's named efficiency factors (defaults per GPU family)."""
 
+    include: str | None = Field(
+        None, description="A cost-model file written by `solve calibrate` (path relative to the instance); "
+        "factors given here beside it override the file's."
+    )
     compute_efficiency: float | None = Field(None, gt=0, le=1, description="Achieved / peak dense GEMM FLOP/s.")
     memory_efficiency: float | None = Field(None, gt=0, le=1, description="Achieved / peak HBM bandwidth.")
     moe_compute_efficiency: float | None = Field(
@@ -289,8 +319,12 @@ class CostModelSpec(Strict):
     step_overhead_us: float | None = Field(
         None, ge=0, le=1e6, description="Fixed time per engine step per stage (us); default per engine and GPU family."
     )
-    layer_overhead_us: float | None = Field(
-        None, ge=0, le=1e5, description="Fixed time per decoder layer per step (kernel launch gaps), us."
+    layer_floor_us: float | None = Field(
+        None, ge=0, le=1e5, description="Least time a decoder layer takes in a step however small the batch (its "
+        "kernels' launches and gaps), us."
+    )
+    request_overhead_ms: float | None = Field(
+        None, ge=0, le=1e5, description="Per request, from the client's send to the engine's queue (front end), ms."
     )
     allreduce_per_peer: float | None = Field(
         None, ge=0, le=100, description="Small all-reduce latency growth per peer, in multiples of the link latency."

@@ -74,6 +74,21 @@ def attended_context(a: Architecture, context_tokens: float) -> float:
     return ((a.layers - sliding) * context_tokens + sliding * min(context_tokens, a.sliding_window)) / a.layers
 
 
+def windowed_keys(full_fraction: float, window: int, queries: float, keys: float) -> float:
+    """Keys attended per layer on average by ``queries`` queries over ``keys`` keys in total, when a
+    share ``1 - full_fraction`` of the layers attends only within ``window`` keys (0: no window)."""
+    if not window:
+        return keys
+    return full_fraction * keys + (1 - full_fraction) * min(keys, queries * window)
+
+
+def window_of(a: Architecture) -> tuple[float, int]:
+    """(share of full-attention layers, sliding window) of a model; (1.0, 0) without sliding layers."""
+    if not a.has_sliding_window:
+        return 1.0, 0
+    return 1 - sum(a.sliding_layers) / a.layers, a.sliding_window
+
+
 def _attention_split_replicated(a: Architecture, lp: LayerParams, tp: int) -> tuple[float, float]:
     """Attention parameters a GPU holds (split over TP, replicated), at TP = ``tp``."""
     attn_split = lp.attn_split
@@ -148,10 +163,14 @@ def runtime_overhead_bytes(cfg: Config, limits: LimitsSpec) -> float:
     return (RUNTIME_OVERHEAD_SINGLE_GiB + comm) * GiB
 
 
-def kv_tokens_per_replica(batch: int, workload: WorkloadSpec) -> int:
-    """KV tokens one replica must hold for ``batch`` sequences.
+def kv_tokens_per_replica(batch: int, workload: WorkloadSpec, a: Architecture | None = None) -> float:
+    """KV tokens per layer one replica must hold for ``batch`` sequences.
 
     Every sequence may reach input + output tokens (no preemption), and the engine refuses to
-    start unless one sequence of max_model_len fits.
+    start unless one sequence of max_model_len fits. Sliding-window layers hold at most their
+    window of each sequence (:func:`kv_tokens_held`, averaged over the layers).
     """
-    return max(batch * (workload.input_tokens + workload.output_tokens), workload.model_len)
+    seq, longest = workload.input_tokens + workload.output_tokens, workload.model_len
+    if a is not None and a.has_sliding_window:
+        return max(batch * kv_tokens_held(a, seq), kv_tokens_held(a, longest))
+    return max(batch * seq, longest)

@@ -46,7 +46,7 @@ def serving_metrics(coef: StageCoefficients, stages: list[dict[str, float]], wor
     pf_work = np.array([s["pf_work_s"] for s in stages])
     cycle = float(np.max(coef.batch * pf_work + out * cfg.pp * dec))
     decode_cycle = cfg.pp * float(np.max(dec))
-    ttft = float(np.sum(pf_lat)) + decode_cycle
+    ttft = coef.request_s + float(np.sum(pf_lat)) + decode_cycle
     thr_replica = coef.batch * out / cycle
     total = thr_replica * cfg.dp
     return Metrics(

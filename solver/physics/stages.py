@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from .layout import KINDS, Config, Context, boundary_link, stage_counts
 from .memory import (
     activation_bytes,
+    attended_context,
     embedding_bytes_per_gpu,
     kv_bytes_per_token_layer,
+    kv_tokens_held,
     kv_tokens_per_replica,
     layer_weight_bytes_per_gpu,
     lm_head_bytes_per_gpu,
     runtime_overhead_bytes,
+    window_of,
+    windowed_keys,
 )
 from .timing import (
     ZERO_COST,
@@ -54,6 +58,7 @@ class StageCoefficients:
     dec_const: float  # per-step overhead
     send_dec: tuple[float, ...]  # per stage boundary s -> s+1 (len pp-1)
     send_pf: tuple[float, ...]
+    request_s: float = 0.0  # per request, before the engine sees it (the front end): part of TTFT
 
     def stage_values(self, counts: dict[str, int], stage: int) -> dict[str, float]:
         """Memory (bytes) and times (s) of stage ``stage`` holding ``counts`` layers of each kind."""
@@ -91,10 +96,11 @@ def prefill_chunks(ctx: Context) -> int:
 def prefill_latency_s(ctx: Context, cost: LayerCost) -> float:
     """A lone prompt through one component, chunk by chunk (each chunk attends to the ones before)."""
     n, chunk = ctx.workload.input_tokens, ctx.limits.max_num_batched_tokens
+    full, window = window_of(ctx.arch)
     t, done = 0.0, 0
     while done < n:
         size = min(chunk, n - done)
-        t += cost.time_s(size, 0.0, causal_pairs(size, done))
+        t += cost.time_s(size, 0.0, windowed_keys(full, window, size, causal_pairs(size, done)))
         done += size
     return t
 
@@ -106,7 +112,8 @@ def prefill_work_s(ctx: Context, cost: LayerCost, micro_batch: float) -> float:
     collective bytes, its causal attention, and the experts the decode batch alone would not touch.
     """
     n = ctx.workload.input_tokens
-    t = n * cost.per_token_s + causal_pairs(n) * cost.per_pair_s
+    full, window = window_of(ctx.arch)
+    t = n * cost.per_token_s + windowed_keys(full, window, n, causal_pairs(n)) * cost.per_pair_s
     if cost.experts_s:
         extra = (experts_touched_fraction(micro_batch + n, cost.top_k, cost.experts)
                  - experts_touched_fraction(micro_batch, cost.top_k, cost.experts))
@@ -119,11 +126,11 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
     a = ctx.arch
     micro = batch / cfg.pp
     kinds = set(a.layer_kinds())
-    tokens = kv_tokens_per_replica(batch, ctx.workload)
+    tokens = kv_tokens_per_replica(batch, ctx.workload, a)
     weight = {k: layer_weight_bytes_per_gpu(a, k, cfg) if k in kinds else 0.0 for k in KINDS}
     kv = {k: tokens * kv_bytes_per_token_layer(a, cfg.kv_cache, cfg.tp) if k in kinds else 0.0 for k in KINDS}
     costs = {k: layer_cost(ctx, k, cfg) if k in kinds else ZERO_COST for k in KINDS}
-    context = micro * ctx.decode_context_tokens
+    context = micro * attended_context(a, ctx.decode_context_tokens)
     head = lm_head_cost(ctx, cfg)
     act = activation_bytes(a, cfg.tp, ctx.limits)
     overhead = runtime_overhead_bytes(cfg, ctx.limits)
@@ -147,23 +154,30 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
         pf_lat_last=head.time_s(1),
         pf_work_last=head.per_token_s,
         dec_const=ctx.eff.step_overhead_s,
+        request_s=ctx.eff.request_overhead_s,
         send_dec=tuple(c.time_s(micro) for c in sends),
         send_pf=tuple(prefill_latency_s(ctx, c) for c in sends),
     )
 
 
 def kv_capacity_tokens(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...]) -> float:
-    """Tokens of KV cache one replica holds: the fullest stage's free memory over its KV bytes per token."""
+    """Sequence tokens of KV cache one replica holds: the fullest stage's free memory over its KV bytes.
+
+    In tokens of a sequence's length: with sliding-window layers a sequence of the workload's length
+    keeps less than its length in every layer, so the cache holds more sequence tokens than slots.
+    """
     counts = stage_counts(ctx.arch.layer_kinds(), list(layers_per_stage))
     coef1 = stage_coefficients(ctx, cfg, 1)
     kv_tok = kv_bytes_per_token_layer(ctx.arch, cfg.kv_cache, cfg.tp)
+    seq = ctx.workload.input_tokens + ctx.workload.output_tokens
+    stretch = seq / kv_tokens_held(ctx.arch, seq)
     best = math.inf
     for s, c in enumerate(counts):
         vals = coef1.stage_values(c, s)
         free = ctx.capacity_bytes - (vals["weights"] + vals["activations"] + vals["overhead"])
         per_token = kv_tok * sum(c.values())
         if per_token > 0:
-            best = min(best, max(free, 0.0) / per_token)
+            best = min(best, max(free, 0.0) / per_token * stretch)
     return best
 
 
@@ -173,14 +187,14 @@ def max_batch_that_fits(ctx: Context, cfg: Config, layers_per_stage: list[int]) 
     counts = stage_counts(kinds, layers_per_stage)
     coef1 = stage_coefficients(ctx, cfg, 1)
     kv_tok = kv_bytes_per_token_layer(ctx.arch, cfg.kv_cache, cfg.tp)
-    seq = ctx.workload.input_tokens + ctx.workload.output_tokens
+    seq = kv_tokens_held(ctx.arch, ctx.workload.input_tokens + ctx.workload.output_tokens)
     best = math.inf
     for s, c in enumerate(counts):
         vals = coef1.stage_values(c, s)
         fixed = vals["weights"] + vals["activations"] + vals["overhead"]
         free = ctx.capacity_bytes - fixed
         per_seq = kv_tok * sum(c.values()) * seq
-        if free < kv_tok * sum(c.values()) * ctx.workload.model_len:
+        if free < kv_tok * sum(c.values()) * kv_tokens_held(ctx.arch, ctx.workload.model_len):
             return 0
         best = min(best, free // per_seq if per_seq > 0 else math.inf)
     return int(best) if best != math.inf else ctx.limits.max_num_seqs

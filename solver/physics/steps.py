@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .layout import KINDS, Config, Context, boundary_link, stage_counts
+from .memory import window_of, windowed_keys
 from .timing import ZERO_COST, LayerCost, layer_cost, lm_head_cost, send_cost
 
 
@@ -35,6 +36,10 @@ class StepModel:
     """Time of one engine step of one replica, given its decodes and its prefill chunk."""
 
     stages: tuple[StageCost, ...]
+    # Sliding-window attention (gpt-oss): the share of layers that attend to every key, and the
+    # window the others attend within. A full-attention model has 1.0 and 0.
+    full_fraction: float = 1.0
+    window: int = 0
 
     @property
     def pp(self) -> int:
@@ -50,6 +55,9 @@ class StepModel:
         """
         tokens = decode_seqs + prefill_tokens
         sampled = decode_seqs + prefills_done
+        if self.window:
+            context = windowed_keys(self.full_fraction, self.window, decode_seqs, context)
+            pairs = windowed_keys(self.full_fraction, self.window, prefill_tokens, pairs)
         pp = len(self.stages)
         if pp == 1:
             return self.stages[0].time_s(tokens, context, pairs, sampled)
@@ -58,8 +66,9 @@ class StepModel:
     def decode_run_s(self, decode_seqs: int, context: float, steps: int) -> float:
         """Seconds of ``steps`` decode-only steps, the context growing by ``decode_seqs`` keys a step.
 
-        Exact for one stage (the step time is linear in the context); with pipeline stages the
-        slowest stage may change along the run, and the trapezoid over its ends is an upper bound.
+        Exact for one stage (the step time is linear in the context; with sliding windows once the
+        contexts exceed the window); with pipeline stages the slowest stage may change along the
+        run, and the trapezoid over its ends is an upper bound.
         """
         if steps <= 0:
             return 0.0
@@ -90,4 +99,5 @@ def stage_costs(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[i
 
 def step_model(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...]) -> StepModel:
     """The step model of one replica of ``cfg`` with the given split."""
-    return StepModel(stage_costs(ctx, cfg, layers_per_stage))
+    full, window = window_of(ctx.arch)
+    return StepModel(stage_costs(ctx, cfg, layers_per_stage), full_fraction=full, window=window)

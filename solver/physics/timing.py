@@ -8,9 +8,13 @@ from ..input.catalog import Architecture
 from ..input.schema import LinkSpec
 from .efficiency import Efficiency
 from .layout import GB, Config, Context
-from .memory import kv_bytes_per_token_layer, layer_weight_bytes_per_gpu
+from .memory import (
+    kv_bytes_per_token_layer,
+    layer_weight_bytes_per_gpu,
+    routed_expert_bytes_per_gpu,
+)
 from .params import layer_params
-from .precision import ACT_BYTES, COMPUTE_DTYPE, WEIGHT_BYTES, peak_tflops
+from .precision import ACT_BYTES, compute_dtype, peak_tflops
 
 
 def experts_touched_fraction(tokens: float, top_k: int, experts: int) -> float:
@@ -35,13 +39,16 @@ def _attention_flops_per_token(a: Architecture, context: float, decode: bool) ->
 class LayerCost:
     """Time of one decoder layer (or any stage component) on one GPU, as a function of an engine step.
 
-    ``time_s(tokens, context, pairs)`` = ``fixed_s + tokens * per_token_s + context * per_context_s
-    + pairs * per_pair_s + experts_s * touched(tokens)``, where ``tokens`` is every token the step
+    ``time_s(tokens, context, pairs)`` = ``max(floor_s, fixed_s + tokens * per_token_s + context *
+    per_context_s + pairs * per_pair_s + experts_s * touched(tokens))``, where ``tokens`` is every token the step
     processes (one per decoding sequence plus the prefill chunk), ``context`` the keys the decoding
     sequences attend to in total, and ``pairs`` the (query, key) pairs of the prefill chunk's causal
     attention. GEMMs and attention run as separate kernels one after another, so a step pays its
     compute time and its memory time (no overlap across them); this never beats the roofline.
-    Taking max() instead over-predicted balanced rows by 30-80% (benchmarks/fidelity.py).
+    Taking max() instead over-predicted balanced rows by 30-80% (benchmarks/fidelity.py). The floor
+    is the least time the layer's kernels take to launch and run one after another: it binds on
+    small steps, where the GPU waits on launches, and vanishes under the work of big ones (a cost
+    added to every step instead made the offline tables 3 points worse).
     """
 
     fixed_s: float  # weights read once per step, per-layer launch gaps, collective latencies
@@ -51,13 +58,14 @@ class LayerCost:
     experts_s: float = 0.0  # reading every routed expert once, charged by the fraction touched
     top_k: int = 0
     experts: int = 0
+    floor_s: float = 0.0  # the least time a step of these layers takes (kernel launches and gaps)
 
     def time_s(self, tokens: float, context: float = 0.0, pairs: float = 0.0) -> float:
         """Seconds for a step of ``tokens`` tokens, ``context`` decode keys and ``pairs`` prefill pairs."""
         t = self.fixed_s + tokens * self.per_token_s + context * self.per_context_s + pairs * self.per_pair_s
         if self.experts_s:
             t += self.experts_s * experts_touched_fraction(tokens, self.top_k, self.experts)
-        return t
+        return max(t, self.floor_s)
 
     def __add__(self, other: LayerCost) -> LayerCost:
         if self.experts_s and other.experts_s and (self.top_k, self.experts) != (other.top_k, other.experts):
@@ -65,12 +73,12 @@ class LayerCost:
         routed = self if self.experts_s else other
         return LayerCost(self.fixed_s + other.fixed_s, self.per_token_s + other.per_token_s,
                          self.per_context_s + other.per_context_s, self.per_pair_s + other.per_pair_s,
-                         self.experts_s + other.experts_s, routed.top_k, routed.experts)
+                         self.experts_s + other.experts_s, routed.top_k, routed.experts, self.floor_s + other.floor_s)
 
     def scaled(self, n: float) -> LayerCost:
         """``n`` copies of this cost (n layers of a kind)."""
         return LayerCost(self.fixed_s * n, self.per_token_s * n, self.per_context_s * n, self.per_pair_s * n,
-                         self.experts_s * n, self.top_k, self.experts)
+                         self.experts_s * n, self.top_k, self.experts, self.floor_s * n)
 
 
 ZERO_COST = LayerCost(0.0, 0.0, 0.0, 0.0)
@@ -100,14 +108,13 @@ def layer_cost(ctx: Context, kind: str, cfg: Config) -> LayerCost:
     tp = cfg.tp
     # An unsupported dtype (rejected by the weights_supported rule) is costed at the 16-bit peak
     # so that a proposed strategy still gets a full report.
-    peak = (peak_tflops(gpu, COMPUTE_DTYPE[cfg.weights]) or peak_tflops(gpu, "bf16")) * 1e12 * eff.compute
+    peak = (peak_tflops(gpu, compute_dtype(gpu, cfg.weights)) or peak_tflops(gpu, "bf16")) * 1e12 * eff.compute
     peak16 = peak_tflops(gpu, "bf16") * 1e12 * eff.compute
     bw = gpu.hbm_TBps * 1e12 * eff.memory
     link_bw = ctx.hw.intra.bandwidth_GBps * GB * eff.link
     dense_params = (lp.attn_split + lp.mlp + lp.shared) / tp + lp.attn_replicated
     expert_params_active = lp.expert * a.top_k / tp  # per token, balanced over the TP group
-    wbytes = WEIGHT_BYTES[cfg.weights]
-    expert_bytes_all = lp.expert * lp.experts / tp * wbytes
+    expert_bytes_all = routed_expert_bytes_per_gpu(a, kind, cfg)
     static_bytes = layer_weight_bytes_per_gpu(a, kind, cfg) - expert_bytes_all
     kv_layer = kv_bytes_per_token_layer(a, cfg.kv_cache, tp)
     # Query heads always split evenly over TP (a rule), so each rank does 1/tp of the attention.
@@ -116,7 +123,7 @@ def layer_cost(ctx: Context, kind: str, cfg: Config) -> LayerCost:
     per_token = 2 * dense_params / peak + kv_layer / bw
     if lp.experts:
         per_token += 2 * expert_params_active / (peak * eff.moe_compute)
-    fixed = static_bytes / bw + eff.layer_overhead_s
+    fixed = static_bytes / bw
     if tp > 1:
         # Two all-reduces per layer (after attention and after the MLP), ring bytes 2 (n-1)/n.
         fixed += 2 * allreduce_latency_s(tp, ctx.hw.intra, eff)
@@ -133,6 +140,7 @@ def layer_cost(ctx: Context, kind: str, cfg: Config) -> LayerCost:
         experts_s=expert_bytes_all / bw if lp.experts else 0.0,
         top_k=a.top_k if lp.experts else 0,
         experts=lp.experts,
+        floor_s=eff.layer_floor_s,
     )
 
 

@@ -17,9 +17,10 @@ from ..api import EXIT_BAD_INPUT, solve_file
 from ..input.errors import InputError
 from ..search.planner import SolveParams
 from .batch.command import run_batch_cli
+from .calibrate import calibrate_command
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("plan", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--strategy", "strategy", default=None,
               help="Verify a proposed strategy, e.g. tp=2,pp=4 (keys: tp, pp, dp, ep, layers=19+21+21+19, "
@@ -48,7 +49,7 @@ from .batch.command import run_batch_cli
               help="Batch: write a JUnit XML report to FILE (one test case per instance).")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None,
               help="Batch: write a Markdown summary to FILE (for pull-request comments).")
-def main(paths: tuple[str, ...], strategy: str | None, objective: str | None, fmt: str, out_file: str | None,
+def plan_command(paths: tuple[str, ...], strategy: str | None, objective: str | None, fmt: str, out_file: str | None,
          time_limit: float, workers: int, seed: int, jobs: int | None, deterministic_time: float | None,
          check: bool, update_expected: bool, report_json: str | None, junit: str | None,
          markdown: str | None) -> None:
@@ -80,6 +81,10 @@ def main(paths: tuple[str, ...], strategy: str | None, objective: str | None, fm
     except InputError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    except Exception as err:  # noqa: BLE001 - never a traceback, and never the exit code of a proof
+        click.echo(f"error: internal error ({type(err).__name__}: {err}); the input may be outside what the "
+                   "planner handles, please report it with the instance", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     text = report.to_json() + "\n" if fmt == "json" else report.to_text(markdown=(fmt == "markdown"))
     if out_file:
         try:
@@ -90,6 +95,36 @@ def main(paths: tuple[str, ...], strategy: str | None, objective: str | None, fm
     else:
         click.echo(text, nl=False)
     sys.exit(report.exit_code)
+
+
+class _Solve(click.Group):
+    """``solve FILE ...`` plans (the default command); ``solve calibrate ...`` and others are named."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = ["plan", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Solve, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llm-placement-solver", prog_name="solve")
+def main() -> None:
+    """Plan how to serve an LLM on GPUs, or prove it cannot be done.
+
+    \b
+    solve instances/llama70b_h100.json                  best placement (the default command, `plan`)
+    solve instances/llama70b_h100.json --strategy tp=2,pp=4   verify a proposed strategy
+    solve instances/ --check                            batch regression over a folder
+    cat x.json | solve -                                an instance on standard input
+    solve calibrate results.json --deployment ...       fit the cost model to your benchmark runs
+
+    `solve plan --help` lists the planning options. Exit codes: 0 plan found (or the proposal
+    passes), 1 proven infeasible (or the proposal fails), 2 bad input, 3 no answer within limits.
+    """
+
+
+main.add_command(plan_command)
+main.add_command(calibrate_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,7 +77,7 @@ def _units_for(coefs: list[StageCoefficients], problem: Problem) -> Units:
         cyc = sum((b * c.pf_work_per_layer[k] + out_tok * pp * c.dec_per_layer[k]) * n[k] for k in KINDS)
         cyc += b * (c.pf_work_last + max(c.send_pf, default=0)) + out_tok * pp * (
             c.dec_last + c.dec_const + max(c.send_dec, default=0))
-        ttft = sum(c.pf_lat_per_layer[k] * n[k] for k in KINDS) + c.pf_lat_last + sum(c.send_pf)
+        ttft = c.request_s + sum(c.pf_lat_per_layer[k] * n[k] for k in KINDS) + c.pf_lat_last + sum(c.send_pf)
         ttft += pp * sum(c.dec_per_layer[k] * n[k] for k in KINDS) + pp * (c.dec_last + c.dec_const)
         worst_cycle = max(worst_cycle, cyc, ttft)
         worst_z = max(worst_z, cyc * c.cfg.gpus / (b * c.cfg.dp * out_tok))
@@ -299,7 +299,8 @@ def build_int_stages(problem: Problem, coef: StageCoefficients, units: Units) ->
             dec_t=(dec_k, ceil_int(dec_const * T)),
             zcost=(z_k, ceil_int(cyc_const * zscale)),
         ))
-    pf_total = sum(coef.pf_lat_per_layer[k] * kinds.count(k) for k in KINDS) + coef.pf_lat_last + sum(coef.send_pf)
+    pf_total = (coef.request_s + sum(coef.pf_lat_per_layer[k] * kinds.count(k) for k in KINDS) + coef.pf_lat_last
+                + sum(coef.send_pf))
     return stages, ceil_int(pf_total * T)
 
 

@@ -38,6 +38,7 @@ class Scheduler:
     max_num_seqs: int  # sequences admitted at once (running + being prefilled)
     max_num_batched_tokens: int  # tokens per step: decodes (one each) plus prefill chunks
     kv_capacity_tokens: float  # KV cache of the replica, in tokens of one sequence's worth per layer
+    admission_delay_s: float = 0.0  # from a client's send to the engine's queue (HTTP, tokenize, IPC)
 
     def __post_init__(self) -> None:
         if self.policy not in ("mixed", "prefill_first"):
@@ -75,13 +76,15 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
     mixed = sched.policy == "mixed"
 
     t = 0.0
+    delay = sched.admission_delay_s
     waiting: deque[int] = deque()
+    # Requests sent but not yet in the engine's queue, by the time the engine sees them.
+    pending: deque[tuple[float, int]] = deque()
     prefilling: list[list[int]] = []  # [request, prompt tokens done], in admission order
     running: list[tuple[int, int]] = []  # heap of (step counter at which it finishes, request)
     k = 0  # decode steps taken (every running sequence gains one token per step)
     context = 0.0  # keys the running sequences attend to, in total
     kv_used = 0.0  # KV reserved by admitted sequences (whole sequences: no eviction)
-    next_open = 0  # next request of an open workload not yet arrived
     next_closed = 0  # next request a closed-loop client will send
     stall = 0.0  # time since the running sequences' last token (prefill-only steps)
     itl = run.itl_runs
@@ -89,15 +92,17 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
     if reqs.closed_loop:
         for _ in range(min(reqs.clients, n)):
             arrival[next_closed] = 0.0
-            waiting.append(next_closed)
+            pending.append((delay, next_closed))
             next_closed += 1
+    else:
+        pending.extend((float(a) + delay, i) for i, a in enumerate(arrival))
 
     def complete(i: int, now: float) -> None:
         nonlocal next_closed
         finish[i] = now
         if reqs.closed_loop and next_closed < n:  # the client sends its next request at once
             arrival[next_closed] = now
-            waiting.append(next_closed)
+            pending.append((now + delay, next_closed))
             next_closed += 1
 
     events = 0
@@ -105,13 +110,11 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
         events += 1
         if events > max_events:
             raise RuntimeError("simulation did not finish within its event budget")
-        if not reqs.closed_loop:
-            while next_open < n and arrival[next_open] <= t:
-                waiting.append(next_open)
-                next_open += 1
+        while pending and pending[0][0] <= t:
+            waiting.append(pending.popleft()[1])
         if not running and not prefilling and not waiting:
-            if not reqs.closed_loop and next_open < n:
-                t = float(arrival[next_open])
+            if pending:
+                t = pending[0][0]
                 continue
             break
         # Admit what fits: sequence slots and whole-sequence KV.
@@ -176,8 +179,8 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
         else:
             # A run of decode-only steps up to the next completion or the next arrival.
             steps = running[0][0] - k
-            if not reqs.closed_loop and next_open < n and slots > 0:
-                gap = float(arrival[next_open]) - t
+            if pending and slots > 0:
+                gap = pending[0][0] - t
                 if model.decode_run_s(b, context, steps) > gap:
                     lo, hi = 1, steps  # fewest steps whose run reaches the arrival
                     while lo < hi:

@@ -52,8 +52,11 @@ class Requests:
     def split(self, parts: int) -> list[Requests]:
         """Round-robin over ``parts`` data-parallel replicas (request i to replica i mod parts).
 
-        A closed loop splits its clients the same way: each replica keeps its own clients busy.
+        A closed loop splits its clients the same way: each replica keeps its own clients busy (with
+        fewer clients than replicas, only as many replicas serve).
         """
+        if self.arrival_s is None:
+            parts = min(parts, self.clients)  # a replica without a client receives nothing
         out = []
         for r in range(parts):
             sl = slice(r, None, parts)

@@ -11,14 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ...input.errors import InputError, load_json
 from .run import PLAN_STATUSES
 
 
 def read_expectation(path: Path) -> dict[str, Any] | None:
     """The raw ``expect`` block of an instance file, or None (absent, unreadable, not JSON)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = load_json(str(path))  # the solver's own reader: a byte-order mark, duplicate keys alike
+    except InputError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("expect"), dict):
         return None

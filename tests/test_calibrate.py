@@ -1,0 +1,122 @@
+"""`solve calibrate`: fitting named factors to measurements, its file formats and its bad input."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import pytest
+
+from solver.calibrate.measurements import Deployment, read_benchmark_results, read_latency_csv
+from solver.calibrate.predict import predict, resolve
+from solver.problem import build_problem, parse_instance
+from tests.conftest import flagship, run_cli
+
+COLUMNS = ["id", "backend", "model_path", "system", "precision", "mode", "isl", "osl", "gemm_quant_mode",
+           "moe_quant_mode", "batch_size", "tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size",
+           "silicon_data_source", "silicon_ttft_ms", "silicon_tpot_ms"]
+TRUE = {"compute": 0.47, "memory": 0.74, "step_overhead_s": 1.6e-3}
+
+
+def _synthetic_rows(tmp_path):
+    """Rows 'measured' by the simulator itself with known factors: what calibration must recover."""
+    rows = []
+    for tp in (1, 2):
+        for conc in (1, 8, 32):
+            for isl, osl in ((512, 512), (4096, 128), (2048, 1024)):
+                rows.append({"id": f"r-tp{tp}-c{conc}-{isl}x{osl}", "backend": "vllm", "model_path": "Qwen/Qwen3-32B",
+                             "system": "h100_sxm", "precision": "fp8", "mode": "agg", "isl": isl, "osl": osl,
+                             "gemm_quant_mode": "fp8", "moe_quant_mode": "", "batch_size": conc, "tp_size": tp,
+                             "pp_size": 1, "attention_dp_size": 1, "moe_tp_size": tp, "moe_ep_size": 1,
+                             "silicon_data_source": "synthetic", "silicon_ttft_ms": 1, "silicon_tpot_ms": 1})
+    path = tmp_path / "rows.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    measurements, skipped = read_latency_csv(path)
+    assert not skipped
+    for row, m in zip(rows, measurements, strict=True):
+        case = resolve(m)
+        p = predict(case, dataclasses.replace(case.problem.ctx.eff, **TRUE))
+        row["silicon_ttft_ms"], row["silicon_tpot_ms"] = p.ttft_ms, p.tpot_ms
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_calibrate_recovers_known_factors(tmp_path):
+    path = _synthetic_rows(tmp_path)
+    out = tmp_path / "fitted.json"
+    code, stdout, stderr = run_cli("calibrate", str(path), "--fit",
+                                   "compute_efficiency,memory_efficiency,step_overhead_us", "--out", str(out))
+    assert code == 0, stderr
+    fitted = json.loads(out.read_text())["cost_model"]
+    assert fitted["compute_efficiency"] == pytest.approx(TRUE["compute"], rel=0.05)
+    assert fitted["memory_efficiency"] == pytest.approx(TRUE["memory"], rel=0.05)
+    assert fitted["step_overhead_us"] == pytest.approx(TRUE["step_overhead_s"] * 1e6, rel=0.05)
+    assert "median |error|" in stdout
+    doc = json.loads(out.read_text())
+    assert doc["error_after"]["tpot"] < 0.01 < doc["error_before"]["tpot"]
+
+    # An instance includes the file; its own factors override the file's.
+    data = flagship()
+    data["cost_model"] = {"include": str(out), "step_overhead_us": 777}
+    eff = build_problem(parse_instance(data)).ctx.eff
+    assert eff.compute == pytest.approx(fitted["compute_efficiency"])
+    assert eff.step_overhead_s == pytest.approx(777e-6)
+
+
+def test_vllm_and_sglang_result_files(tmp_path):
+    dep = Deployment("qwen3-32b", "h100-sxm-80gb", "vllm", tp=2, weights="fp8", kv_cache="fp8")
+    vllm = tmp_path / "run.json"
+    vllm.write_text(json.dumps({"completed": 3, "request_rate": 4.0, "max_concurrency": None, "num_prompts": 3,
+                                "input_lens": [900, 1000, 950], "output_lens": [100, 120, 110],
+                                "mean_ttft_ms": 80.0, "mean_tpot_ms": 12.0, "median_ttft_ms": 70.0,
+                                "median_tpot_ms": 11.0}))
+    (m,) = read_benchmark_results(vllm, dep)
+    assert (m.request_rate, m.input_tokens, m.output_tokens, m.ttft_ms) == (4.0, 1000, 120, 80.0)
+    (med,) = read_benchmark_results(vllm, dep, "median")
+    assert med.tpot_ms == 11.0
+    sglang = tmp_path / "run.jsonl"
+    runs = [{"completed": 10, "request_rate": float("inf"), "max_concurrency": 8, "random_input_len": 2048,
+             "random_output_len": 256, "random_range_ratio": 0.5, "mean_ttft_ms": 200.0, "mean_tpot_ms": 20.0},
+            {"completed": 10, "request_rate": 2.0, "max_concurrency": None, "total_input_tokens": 5000,
+             "total_output_tokens": 900, "mean_ttft_ms": 60.0, "mean_tpot_ms": 15.0}]
+    sglang.write_text("\n".join(json.dumps(r).replace("Infinity", '"inf"') for r in runs) + "\n")
+    a, b = read_benchmark_results(sglang, dep)
+    assert (a.concurrency, a.input_tokens, a.range_ratio) == (8, 2048, 0.5)
+    assert (b.request_rate, b.input_tokens, b.output_tokens) == (2.0, 500, 90)
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("not json at all\n{", "line 1"),
+    (json.dumps({"completed": 1, "request_rate": 1, "mean_ttft_ms": "fast", "mean_tpot_ms": 1}), "mean_ttft_ms"),
+    (json.dumps({"completed": 0, "request_rate": 1, "mean_ttft_ms": 1, "mean_tpot_ms": 1}), "completed"),
+    (json.dumps({"completed": 2, "mean_ttft_ms": 1, "mean_tpot_ms": 1, "total_input_tokens": 4,
+                 "total_output_tokens": 4}), "request_rate"),
+])
+def test_bad_result_files_exit_2_with_the_place(tmp_path, content, needle):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    code, _, stderr = run_cli("calibrate", str(path), "--deployment",
+                              "model=qwen3-32b,gpu=h100-sxm-80gb,engine=vllm", "--out", str(tmp_path / "o.json"))
+    assert code == 2 and str(path) in stderr and needle in stderr and "Traceback" not in stderr
+
+
+def test_calibrate_needs_a_deployment_and_known_factors(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"completed": 1, "request_rate": 1, "mean_ttft_ms": 1, "mean_tpot_ms": 1,
+                                "total_input_tokens": 10, "total_output_tokens": 10}))
+    code, _, stderr = run_cli("calibrate", str(path))
+    assert code == 2 and "--deployment" in stderr
+    code, _, stderr = run_cli("calibrate", str(path), "--deployment", "model=qwen3-32b,gpu=h100-sxm-80gb,engine=vllm",
+                              "--fit", "compute_eficiency")
+    assert code == 2 and "did you mean 'compute_efficiency'" in stderr
+    bad_csv = tmp_path / "rows.csv"
+    bad_csv.write_text("id,backend\nx,vllm\n")
+    code, _, stderr = run_cli("calibrate", str(bad_csv))
+    assert code == 2 and "line 1" in stderr and "missing columns" in stderr
