@@ -44,14 +44,16 @@ DEFAULT_ONLINE = ROOT / "benchmarks" / "data" / "online_serving.json"
 # The latency factors the project ships, one per GPU family or engine (solver/physics/efficiency.py
 # and solver/engines/*.py); --fit and --holdout search these.
 LATENCY_PARAMS = [
-    ("layer_floor_us", "family=hopper"), ("layer_floor_us", "family=blackwell"),
+    ("layer_overhead_us", "family=hopper"), ("layer_overhead_us", "family=blackwell"),
     ("allreduce_per_peer", "family=hopper"), ("allreduce_per_peer", "family=blackwell"),
     ("step_overhead_us", "engine=vllm"), ("step_overhead_us", "engine=sglang"), ("step_overhead_us", "engine=trtllm"),
     ("request_overhead_ms", "engine=vllm"), ("request_overhead_ms", "engine=sglang"),
     ("request_overhead_ms", "engine=trtllm"),
+    ("token_overhead_us", "engine=vllm"), ("token_overhead_us", "engine=sglang"), ("token_overhead_us", "engine=trtllm"),
 ]
 
 _CASES: list[Case] = []
+FIT_STRIDE = 3  # benchmarks/fit_factors.py fits on every third covered closed-loop row
 
 
 def _work(args):
@@ -137,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
               f"simulated {args.statistic} vs measured")
         print("\nMedian absolute error (median signed error in brackets), closed-loop rows")
         print(_line("all", closed_preds))
+        # benchmarks/fit_factors.py fits the shipped factors on every third covered row.
+        print(_line("rows the factors were fitted on (every third)", closed_preds[::FIT_STRIDE]))
+        print(_line("rows the fit never saw (the other two thirds)",
+                    [p for i, p in enumerate(closed_preds) if i % FIT_STRIDE]))
         groups = defaultdict(lambda: defaultdict(list))
         for p in closed_preds:
             d = by_id[p.id][0].measurement.deployment

@@ -151,6 +151,9 @@ def plan(problem: Problem, params: SolveParams | None = None) -> Report:
         "options_considered": result.options_considered,
         "options_in_model": result.options_in_model,
         "phases": [{**p, "wall_s": round(p["wall_s"], 4)} for p in result.phases],
+        "deterministic_time_per_phase": params.deterministic_time,
+        "tie_breaks": ("complete" if not result.incomplete else
+                       f"incomplete: {', '.join(result.incomplete)} stopped at its limit"),
     }
     extra: dict[str, Any] = {"binding": result.binding}
     if result.lazy.get("candidates"):

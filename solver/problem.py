@@ -27,9 +27,9 @@ PARAM_CONSISTENCY_TOLERANCE = 0.03
 BATCH_LEVELS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
                 3072, 4096, 6144, 8192)
 # At a request rate the batch is the operating point the load sets (Little's law), and a level is
-# the smallest that carries the rate: finer levels (every batch to 16, then steps of 12.5%) keep the
-# latency evaluated at a level within a few percent of the load's own batch.
-RATE_LEVELS = tuple(sorted({*range(1, 17), *(round(16 * 1.125**i) for i in range(1, 70))}))
+# the smallest that carries the rate: finer levels than BATCH_LEVELS (every batch to 8, then steps
+# of 19%) keep the latency evaluated at a level within a few percent of the load's own batch.
+RATE_LEVELS = tuple(sorted({*range(1, 9), *(round(8 * 1.19**i) for i in range(1, 60))}))
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class Problem:
     search: SearchSpace
     pins: StrategyPins
     defaults: dict[str, Any] = field(default_factory=dict)
+    # Per-stage coefficients by (tp, pp, ep, weights, kv_cache, batch): the same for every dp and
+    # every enumeration of this problem (repairs scan GPU counts, each enumerating again).
+    coefficient_cache: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def arch(self) -> Architecture:
@@ -159,7 +162,7 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     step_us = eng.STEP_OVERHEAD_US
     cost_model = _included_cost_model(inst, file)
     eff = efficiency_for(gpu, cost_model, None if step_us is None else step_us * 1e-6,
-                         eng.REQUEST_OVERHEAD_MS * 1e-3)
+                         eng.REQUEST_OVERHEAD_MS * 1e-3, eng.TOKEN_OVERHEAD_US * 1e-6)
     ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=eff)
     _check_consistency(inst, arch, file)
     space, defaults = _default_search(inst, arch, hw.total_gpus)
@@ -176,9 +179,10 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         "moe_compute_efficiency": e.moe_compute,
         "link_efficiency": e.link,
         "step_overhead_us": round(e.step_overhead_s * 1e6, 3),
-        "layer_floor_us": round(e.layer_floor_s * 1e6, 3),
+        "layer_overhead_us": round(e.layer_overhead_s * 1e6, 3),
         "allreduce_per_peer": e.allreduce_per_peer,
         "request_overhead_ms": round(e.request_overhead_s * 1e3, 3),
+        "token_overhead_us": round(e.token_overhead_s * 1e6, 3),
     }
     if "simulation" not in inst.model_fields_set:
         sim = inst.simulation

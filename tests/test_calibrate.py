@@ -22,9 +22,11 @@ TRUE = {"compute": 0.47, "memory": 0.74, "step_overhead_s": 1.6e-3}
 def _synthetic_rows(tmp_path):
     """Rows 'measured' by the simulator itself with known factors: what calibration must recover."""
     rows = []
+    # Small and large batches, short and long contexts: weight streaming, KV streaming, compute
+    # and the fixed step cost each dominate some rows, so the factors are told apart.
     for tp in (1, 2):
-        for conc in (1, 8, 32):
-            for isl, osl in ((512, 512), (4096, 128), (2048, 1024)):
+        for conc in (1, 8, 64):
+            for isl, osl in ((512, 512), (4096, 128), (8192, 256)):
                 rows.append({"id": f"r-tp{tp}-c{conc}-{isl}x{osl}", "backend": "vllm", "model_path": "Qwen/Qwen3-32B",
                              "system": "h100_sxm", "precision": "fp8", "mode": "agg", "isl": isl, "osl": osl,
                              "gemm_quant_mode": "fp8", "moe_quant_mode": "", "batch_size": conc, "tp_size": tp,

@@ -22,10 +22,13 @@ from ..physics import (
     lm_head_bytes_per_gpu,
     param_counts,
     peak_tflops,
+    stage_counts,
     weight_dtype_supported,
 )
 from ..problem import Problem
 from ..search.model import BuiltModel
+from ..search.options import capacity_MiB
+from ..search.witness import evaluate_int
 from .oracle import Oracle
 
 _QUANTITY = {
@@ -92,10 +95,20 @@ _UNITS = {"gpus": "GPUs", "cycle": "ms TPOT", "ttft": "ms TTFT", "inv_rate": "re
 
 
 def _describe_plan(built: BuiltModel, solver: cp_model.CpSolver) -> str:
+    """The example plan behind a member's number, saying so when it breaks a memory cap (not enforced)."""
     chosen = next(o for o, lit in zip(built.options, built.opt, strict=True) if solver.boolean_value(lit))
     stages = [solver.value(v) for v in built.stage]
     split = [stages.count(s) for s in range(chosen.cfg.pp)]
-    return f"{chosen.cfg.label()}, max_num_seqs {chosen.batch}, layers {'+'.join(map(str, split))}"
+    text = f"{chosen.cfg.label()}, max_num_seqs {chosen.batch}, layers {'+'.join(map(str, split))}"
+    problem = built.problem
+    if problem is not None:
+        mem = [v["mem"] for v in evaluate_int(chosen, stage_counts(problem.arch.layer_kinds(), split))]
+        cap = capacity_MiB(problem)
+        worst = max(range(len(mem)), key=lambda s: mem[s])
+        if mem[worst] > cap:
+            text += (f"; this example breaks the memory cap, which this bound does not enforce: stage {worst} "
+                     f"needs {mem[worst] / 1024:.1f} GiB of usable {cap / 1024:.1f}")
+    return text
 
 
 def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[dict[str, Any]]:
@@ -113,10 +126,20 @@ def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[d
             entry["numbers"] = {}
             out.append(entry)
             continue
-        raw, built, solver = oracle.best(others, quantity)
-        best = None if raw is None else oracle.options[0].units.to_user(
-            quantity, raw, problem.instance.workload.output_tokens)
-        entry["numbers"] = {"limit": limit, "best_with_others": None if best is None else round(best, 4)}
+        found = oracle.best(others, quantity)
+        built, solver = found.built, found.solver
+        out_tok = problem.instance.workload.output_tokens
+        units = oracle.options[0].units
+        best = None if found.raw is None else units.to_user(quantity, found.raw, out_tok)
+        entry["numbers"] = {"limit": limit, "best_with_others": None if best is None else round(best, 4),
+                            "proven": found.proven}
+        # A minimum is printed as one only when the solve proved it; else the best found and the bound.
+        qual = ""
+        if best is not None and not found.proven:
+            bound = units.to_user(quantity, found.bound_raw, out_tok) if found.bound_raw else None
+            entry["numbers"]["bound"] = None if bound is None else round(bound, 4)
+            qual = (" [best found, not proven: the solve stopped at its limit"
+                    + (f"; the bound is {bound:,.4g}" if bound is not None else "") + "]")
         if rule.startswith("mem_cap"):
             s = int(rule.split("=")[1].rstrip("]"))
             lim_txt = (f"usable {limit:.2f} GiB per GPU ({problem.ctx.hw.gpu.memory_GiB:g} GiB x "
@@ -125,11 +148,11 @@ def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[d
                 entry["statement"] = f"stage {s} must fit in {lim_txt}"
             else:
                 entry["statement"] = (f"stage {s} must fit in {lim_txt}; with only the other members of this set enforced, "
-                                      f"the lightest stage {s} needs {best:.2f} GiB ({_describe_plan(built, solver)})")
+                                      f"the lightest stage {s} needs {best:.2f} GiB{qual} ({_describe_plan(built, solver)})")
         elif rule == "gpu_count":
             entry["statement"] = _static_statement(problem, rule)
             if best is not None:
-                entry["statement"] += (f"; drop it and the rest of this set holds with {best:.0f} GPUs at the fewest "
+                entry["statement"] += (f"; drop it and the rest of this set holds with {best:.0f} GPUs at the fewest{qual} "
                                        f"({_describe_plan(built, solver)})")
         else:
             unit = _UNITS[quantity]
@@ -140,7 +163,7 @@ def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[d
             else:
                 word = "lowest" if sense == "<=" else "highest"
                 entry["statement"] = (f"{target}; with only the other members of this set enforced, the {word} achievable is "
-                                      f"{best:,.2f} {unit} ({_describe_plan(built, solver)})")
+                                      f"{best:,.2f} {unit}{qual} ({_describe_plan(built, solver)})")
         out.append(entry)
     return out
 

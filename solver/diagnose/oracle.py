@@ -8,12 +8,18 @@ infeasible and dropping any one member makes the rest feasible.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from ortools.sat.python import cp_model
 
 from ..problem import Problem
 from ..search.model import BuiltModel, build_model
 from ..search.options import violated_under
-from ..search.witness import witness
+from ..search.witness import best_witness_value, option_lower_bound, witness
+
+# Deterministic units per diagnosis solve (roughly seconds of one core).
+ORACLE_DETERMINISTIC_TIME = 4.0
 
 
 def _solver(time_limit: float) -> cp_model.CpSolver:
@@ -21,10 +27,24 @@ def _solver(time_limit: float) -> cp_model.CpSolver:
     s.parameters.num_workers = 1  # no interleaving: reproducible answers
     s.parameters.random_seed = 0
     s.parameters.max_time_in_seconds = time_limit
+    # A deterministic budget per solve: the same proof whatever the machine's load; a certificate
+    # whose solve stops here is printed as "best found, not proven", never as a minimum.
+    s.parameters.max_deterministic_time = ORACLE_DETERMINISTIC_TIME
     # Presolve probing costs a flat ~1.3 s per solve on these models and buys nothing here: the
     # bound clauses already propagate (measured on llama70b_t4: 1.3 s -> 0.07 s per solve).
     s.parameters.cp_model_probing_level = 0
     return s
+
+
+@dataclass
+class Best:
+    """A minimum found by the oracle: its value (model units), plan, and whether the solve proved it."""
+
+    raw: int | None
+    built: BuiltModel | None
+    solver: cp_model.CpSolver | None
+    proven: bool
+    bound_raw: int | None  # the solve's lower bound; equal to ``raw`` when proven
 
 
 class Oracle:
@@ -83,17 +103,35 @@ class Oracle:
                                    else True if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None)
         return self._feasible[key]
 
-    def best(self, names: list[str], quantity: str) -> tuple[int | None, BuiltModel | None, cp_model.CpSolver | None]:
-        """Minimum of ``quantity`` with the rules ``names`` enforced (None when infeasible/open)."""
-        built = self.model(names)
+    def best(self, names: list[str], quantity: str) -> Best:
+        """Minimum of ``quantity`` with the rules ``names`` enforced, and whether it is proven.
+
+        For the planner's quantities, a known plan's value first bounds the search: options whose
+        lower bound is worse cannot hold the minimum and stay out of the model (sound pruning).
+        """
+        key = frozenset(names)
+        if quantity in ("gpus", "z", "cycle", "ttft"):
+            survivors = self.survivors(key)
+            known = best_witness_value(self.problem, survivors, key, quantity)
+            if known is not None:
+                kept = [o for o in survivors if option_lower_bound(self.problem, o, quantity) <= known]
+                built = build_model(self.problem, kept, diagnose=True)
+                for name in key:
+                    if name in built.guards:
+                        built.model.add(built.guards[name] == 1)
+                return self._minimise(built, quantity)
+        return self._minimise(self.model(names), quantity)
+
+    def _minimise(self, built: BuiltModel, quantity: str) -> Best:
         built.model.minimize(built.objective(quantity))
         solver = _solver(self.time_limit)
         self.solves += 1
         code = solver.solve(built.model)
         built.model.clear_objective()
         if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return None, None, None
-        return int(round(solver.objective_value)), built, solver
+            return Best(None, None, None, False, None)
+        return Best(int(round(solver.objective_value)), built, solver, code == cp_model.OPTIMAL,
+                    int(math.floor(solver.best_objective_bound + 1e-9)))
 
 
 class _Budget(Exception):
@@ -123,17 +161,20 @@ def _deletion(oracle: Oracle, names: list[str], over) -> tuple[list[str], bool]:
     if feasible(names) is not False:
         return [], False
     current = list(names)
-    # A family of several rules (the memory caps of all stages) is first tried as a whole.
-    for family in _DELETION_FAMILIES:
-        group = [n for n in current if n.startswith(family)]
+    # Family by family in deletion order: a family of several rules (the memory caps of all stages)
+    # is first tried as a whole, then its members one by one, before the next family is touched, so
+    # that the families a proof prefers to keep (the physics) are the last to be dropped.
+    for family in [*_DELETION_FAMILIES, ""]:
+        group = [n for n in current if _deletion_order(n)[0] == _family_index(family)]
         if len(group) > 1:
             trial = [n for n in current if n not in group]
             if feasible(trial) is False:
                 current = trial
-    for member in sorted(current, key=_deletion_order):
-        trial = [n for n in current if n != member]
-        if feasible(trial) is False:
-            current = trial
+                continue
+        for member in sorted(group, key=_deletion_order):
+            trial = [n for n in current if n != member]
+            if feasible(trial) is False:
+                current = trial
     # Re-check: the set is infeasible and dropping any one member makes the rest feasible.
     ok = feasible(current) is False and all(feasible([n for n in current if n != m]) is True for m in current)
     return sorted(current, key=rule_order), ok
@@ -142,9 +183,16 @@ def _deletion(oracle: Oracle, names: list[str], over) -> tuple[list[str], bool]:
 # Which rules a proof prefers to keep, least preferred first: deletion tries to drop these first.
 # Incidental rules (layout, search limits) go before the physics (memory), the targets, the size of
 # the cluster, and last the pinned fields a user proposed.
-_DELETION_FAMILIES = ["search.", "batch_cap", "ep_layout", "experts_divisible", "pp_within_layers", "weights_allowed",
-                      "kv_cache_allowed", "tp_within_node", "heads_divisible", "mem_cap", "slo.", "workload.",
+# Targets (SLOs, the request rate) go before the physics: when the weights cannot fit, the proof
+# says so (GPU count, memory caps) rather than blaming a latency target on a plan that could not run.
+_DELETION_FAMILIES = ["search.", "batch_cap", "ep_layout", "experts_divisible", "pp_within_layers", "slo.", "workload.",
+                      "weights_allowed", "kv_cache_allowed", "tp_within_node", "heads_divisible", "mem_cap",
                       "gpu_count", "pin."]
+
+
+def _family_index(family: str) -> int:
+    """Position of a deletion family ("" for rules of no family: after all of them)."""
+    return _DELETION_FAMILIES.index(family) if family else len(_DELETION_FAMILIES)
 
 
 def _deletion_order(name: str) -> tuple:

@@ -23,11 +23,18 @@ def engine(name: str) -> ModuleType:
     return ENGINES[name]
 
 
-def launch_commands(li: LaunchInput) -> dict[str, Any]:
-    """vLLM and SGLang command lines for a plan (with VLLM_PP_LAYER_PARTITION when uneven)."""
+def launch_commands(li: LaunchInput, primary: str = "vllm") -> dict[str, Any]:
+    """Command lines for a plan on every engine, the instance's own first (``primary``).
+
+    vLLM's carries VLLM_PP_LAYER_PARTITION for an uneven split; TensorRT-LLM's comes with the YAML of
+    its extra options. ``versions`` says which release each command's flags were checked against.
+    """
     vllm_cmd, env, notes = vllm.launch(li)
     sglang_cmd, sglang_notes = sglang.launch(li)
-    return {"vllm": vllm_cmd, "env": env, "sglang": sglang_cmd, "notes": notes + sglang_notes}
+    trtllm_cmd, trtllm_yaml, trtllm_notes = trtllm.launch(li)
+    return {"engine": primary, "vllm": vllm_cmd, "env": env, "sglang": sglang_cmd, "trtllm": trtllm_cmd,
+            "trtllm_extra_llm_api_options": trtllm_yaml, "notes": notes + sglang_notes + trtllm_notes,
+            "versions": {m.NAME: m.FLAGS_VERSION for m in (vllm, sglang, trtllm)}}
 
 
 __all__ = ["ENGINES", "LaunchInput", "engine", "launch_commands"]

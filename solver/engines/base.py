@@ -22,6 +22,8 @@ class LaunchInput:
     memory_utilization: float
     gpu: GpuCard
     gpus_per_node: int
+    checkpoint_dtype: str = "bf16"  # what the repository's weights are (config.json quantization_config)
+    kv_free_fraction: float = 0.9  # KV share of the memory left after weights and buffers (TensorRT-LLM)
 
     @property
     def nodes_used(self) -> int:
@@ -37,6 +39,22 @@ class LaunchInput:
     def serves_16bit_as_fp16(self) -> bool:
         """A BF16 weight or KV-cache choice that this GPU must run as FP16."""
         return self.no_bf16 and (self.cfg.weights == "bf16" or self.cfg.kv_cache == "bf16")
+
+    def model(self) -> tuple[str, bool]:
+        """The checkpoint to serve, and whether the engine must quantise it online (FP8 from 16-bit).
+
+        The plan's weight precision is what is served: the repository itself when it ships in it;
+        FP8 made online from a 16-bit repository (vLLM and SGLang ``--quantization fp8``); else a
+        checkpoint of that format, which the user picks: a placeholder says which kind.
+        """
+        w, have = self.cfg.weights, self.checkpoint_dtype
+        if w == have or (w in ("bf16", "fp16") and have in ("bf16", "fp16")):
+            return self.repo, False
+        if w == "fp8" and have in ("bf16", "fp16"):
+            return self.repo, True
+        kind = {"bf16": "BF16", "fp16": "FP16", "fp8": "FP8", "int8": "W8A8 INT8", "int4": "AWQ or GPTQ INT4",
+                "fp4": "NVFP4", "mxfp4": "MXFP4"}[w]
+        return f"<a {kind} checkpoint of {self.repo}>", False
 
     @property
     def uneven(self) -> bool:

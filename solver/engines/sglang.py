@@ -11,12 +11,16 @@ from __future__ import annotations
 from .base import LaunchInput
 
 NAME = "sglang"
+# The release whose `sglang.launch_server` flags these commands use (SGLang server arguments).
+FLAGS_VERSION = "SGLang 0.5"
 # How a step mixes prefill and decode (solver.simulate.engine): SGLang runs a prefill batch whenever prompts wait and can be admitted, and decodes otherwise (mixed chunks are off by default: --enable-mixed-chunk).
 SCHEDULER_POLICY = "prefill_first"
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
-STEP_OVERHEAD_US: float | None = 2844.0
+STEP_OVERHEAD_US: float | None = 3370.0
 # Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
+# Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
+TOKEN_OVERHEAD_US: float = 10.0
 REQUEST_OVERHEAD_MS: float = 5.0
 
 
@@ -42,7 +46,8 @@ def launch(li: LaunchInput) -> tuple[str, list[str]]:
     """The SGLang server command and its notes for a plan."""
     cfg = li.cfg
     notes: list[str] = []
-    s = ["python -m sglang.launch_server", f"--model-path {li.repo}", f"--tp-size {cfg.tp}"]
+    model, online_fp8 = li.model()
+    s = ["python -m sglang.launch_server", f"--model-path {model}", f"--tp-size {cfg.tp}"]
     if cfg.pp > 1:
         s.append(f"--pp-size {cfg.pp}")
     if cfg.dp > 1:
@@ -55,8 +60,8 @@ def launch(li: LaunchInput) -> tuple[str, list[str]]:
     if li.serves_16bit_as_fp16:
         s.append("--dtype half")
     if cfg.kv_cache == "fp8":
-        s.append("--kv-cache-dtype fp8_e5m2")
-    if cfg.weights == "fp8":
+        s.append("--kv-cache-dtype fp8_e4m3")  # the E4M3 format the cost model and the other engines use
+    if online_fp8:
         s.append("--quantization fp8")
     if li.nodes_used > 1:
         s.append(f"--nnodes {li.nodes_used} --node-rank <rank> --dist-init-addr <head>:5000")

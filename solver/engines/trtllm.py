@@ -7,14 +7,20 @@ instance). Expert parallelism splits experts over ``moe_expert_parallel_size`` g
 
 from __future__ import annotations
 
+from .base import LaunchInput
+
 NAME = "trtllm"
+# The release whose `trtllm-serve` flags and extra-options keys these commands use.
+FLAGS_VERSION = "TensorRT-LLM 1.0 (PyTorch backend)"
 # How a step mixes prefill and decode (solver.simulate.engine): TensorRT-LLM inflight batching puts context (prefill) and generation requests in the same iteration within max_num_tokens.
 SCHEDULER_POLICY = "mixed"
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
-STEP_OVERHEAD_US: float | None = 18.7
+STEP_OVERHEAD_US: float | None = 37.2
 # Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
-REQUEST_OVERHEAD_MS: float = 113.5
+# Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
+TOKEN_OVERHEAD_US: float = 0.0
+REQUEST_OVERHEAD_MS: float = 135.1
 
 
 # trtllm-bench heuristic hard cap on max_batch_size (tensorrt_llm/bench/build/tuning.py,
@@ -45,3 +51,35 @@ def defaults(gpu_memory_GiB: float, gpu_name: str) -> dict[str, float]:
     del gpu_memory_GiB, gpu_name
     return {"max_num_seqs": SERVE_MAX_BATCH_SIZE, "max_num_batched_tokens": MAX_NUM_TOKENS,
             "memory_utilization": KV_CACHE_FREE_FRACTION}
+
+
+def launch(li: LaunchInput) -> tuple[str, str, list[str]]:
+    """``trtllm-serve`` and the YAML of its ``--extra_llm_api_options`` for a plan.
+
+    Flags as documented for trtllm-serve: ``--backend pytorch``, ``--tp_size``, ``--pp_size``,
+    ``--ep_size``, ``--max_batch_size``, ``--max_num_tokens``, ``--max_seq_len``,
+    ``--kv_cache_free_gpu_memory_fraction`` (a fraction of the memory left after the weights and
+    buffers, converted from the plan's share of the whole device), ``--extra_llm_api_options``.
+    """
+    cfg = li.cfg
+    notes: list[str] = []
+    model, _ = li.model()
+    if cfg.weights == "fp8" and li.checkpoint_dtype != "fp8":
+        # TensorRT-LLM's PyTorch backend reads quantization from the checkpoint (ModelOpt FP8).
+        model = f"<an FP8 (ModelOpt) checkpoint of {li.repo}>"
+    if model != li.repo:
+        notes.append(f"TensorRT-LLM: replace {model} by such a checkpoint (it reads the quantization from it)")
+    cmd = ["trtllm-serve", model, "--backend pytorch", f"--tp_size {cfg.tp}", f"--pp_size {cfg.pp}"]
+    if cfg.ep > 1:
+        cmd.append(f"--ep_size {cfg.ep}")
+    cmd += [f"--max_batch_size {li.max_num_seqs}", f"--max_num_tokens {li.max_num_batched_tokens}",
+            f"--max_seq_len {li.max_model_len}", f"--kv_cache_free_gpu_memory_fraction {li.kv_free_fraction:.3f}",
+            "--extra_llm_api_options extra_llm_api_options.yaml"]
+    yaml = ["enable_chunked_prefill: true", "kv_cache_config:",
+            f"  dtype: {'fp8' if cfg.kv_cache == 'fp8' else 'auto'}",
+            f"  free_gpu_memory_fraction: {li.kv_free_fraction:.3f}"]
+    if cfg.dp > 1:
+        notes.append(f"TensorRT-LLM: run {cfg.dp} such servers (one per replica) behind a load balancer")
+    if li.uneven:
+        notes.append("TensorRT-LLM splits layers evenly over pipeline stages")
+    return " ".join(cmd), "\n".join(yaml) + "\n", notes

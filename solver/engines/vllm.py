@@ -12,12 +12,16 @@ from __future__ import annotations
 from .base import LaunchInput
 
 NAME = "vllm"
+# The release whose `vllm serve` flags these commands use (docs.vllm.ai engine arguments).
+FLAGS_VERSION = "vLLM 0.11"
 # How a step mixes prefill and decode (solver.simulate.engine): vLLM V1 schedules decodes first, then fills the step's token budget with prefill chunks (chunked prefill is always on in V1).
 SCHEDULER_POLICY = "mixed"
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
-STEP_OVERHEAD_US: float | None = 503.0
+STEP_OVERHEAD_US: float | None = 461.5
 # Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
+# Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
+TOKEN_OVERHEAD_US: float = 11.9
 REQUEST_OVERHEAD_MS: float = 40.0
 
 
@@ -41,7 +45,8 @@ def launch(li: LaunchInput) -> tuple[str, dict[str, str], list[str]]:
     """The ``vllm serve`` command, its environment and notes for a plan."""
     cfg = li.cfg
     notes: list[str] = []
-    v = ["vllm serve", li.repo, f"--tensor-parallel-size {cfg.tp}", f"--pipeline-parallel-size {cfg.pp}"]
+    model, online_fp8 = li.model()
+    v = ["vllm serve", model, f"--tensor-parallel-size {cfg.tp}", f"--pipeline-parallel-size {cfg.pp}"]
     if cfg.dp > 1:
         v.append(f"--data-parallel-size {cfg.dp}")
     if cfg.ep > 1:
@@ -55,13 +60,12 @@ def launch(li: LaunchInput) -> tuple[str, dict[str, str], list[str]]:
         notes.append(f"{li.gpu.name} has no BF16: the model is served in FP16 (--dtype half), as costed")
     if cfg.kv_cache == "fp8":
         v.append("--kv-cache-dtype fp8")
-    if cfg.weights == "fp8":
+    if online_fp8:
         v.append("--quantization fp8")
-    elif cfg.weights in ("int8", "int4", "fp4"):
-        kind = {"int8": "W8A8 INT8", "int4": "AWQ/GPTQ INT4", "fp4": "NVFP4"}[cfg.weights]
-        notes.append(f"{cfg.weights} weights: serve a {kind} checkpoint of {li.repo} (the engine reads its "
-                     "quantization from the checkpoint)")
-    elif cfg.weights == "fp16" and not li.no_bf16:
+    elif model != li.repo:
+        notes.append(f"{cfg.weights} weights: replace {model} by such a checkpoint (vLLM reads its quantization "
+                     "from the checkpoint)")
+    if cfg.weights == "fp16" and not li.no_bf16:
         v.append("--dtype float16")
     env: dict[str, str] = {}
     if li.uneven:

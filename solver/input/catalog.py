@@ -65,6 +65,9 @@ class Architecture:
     router_bias: bool = False
     moe_layers: tuple[bool, ...] = field(default=())
     max_position_embeddings: int = 0  # the model's context window (0 when the config does not say)
+    # The precision the checkpoint's weights ship in (config.json quantization_config), e.g. fp8 for
+    # DeepSeek-V3's block-FP8 weights, mxfp4 for gpt-oss: launch commands serve it without a flag.
+    checkpoint_dtype: str = "bf16"
     declared_params_B: float | None = None
     declared_active_params_B: float | None = None
     # Sliding-window attention (gpt-oss): the window in tokens and, per decoder layer, True where the
@@ -233,6 +236,10 @@ def _architecture(
                          f"(accepted: {[d for d in range(1, heads + 1) if heads % d == 0]})")
     head_dim = g("head_dim", hidden // heads)
     tie = _flag(cfg, "tie_word_embeddings", False, file, prefix)
+    quant = cfg.get("quantization_config")
+    method = quant.get("quant_method") if isinstance(quant, dict) else None
+    checkpoint = {"fp8": "fp8", "mxfp4": "mxfp4", "awq": "int4", "gptq": "int4", "modelopt_fp4": "fp4"}.get(
+        method if isinstance(method, str) else "", "bf16")
     if head_dim == 0:
         raise InputError(file, f"{prefix}.head_dim" if prefix else "head_dim", head_dim, "must be a positive integer")
     common: dict[str, Any] = dict(
@@ -248,6 +255,7 @@ def _architecture(
         vocab=g("vocab_size"),
         tie_embeddings=tie,
         max_position_embeddings=g("max_position_embeddings", 0),
+        checkpoint_dtype=checkpoint,
         declared_params_B=declared_params_B,
         declared_active_params_B=declared_active_params_B,
     )

@@ -319,9 +319,11 @@ class CostModelSpec(Strict):
     step_overhead_us: float | None = Field(
         None, ge=0, le=1e6, description="Fixed time per engine step per stage (us); default per engine and GPU family."
     )
-    layer_floor_us: float | None = Field(
-        None, ge=0, le=1e5, description="Least time a decoder layer takes in a step however small the batch (its "
-        "kernels' launches and gaps), us."
+    layer_overhead_us: float | None = Field(
+        None, ge=0, le=1e5, description="Fixed time per decoder layer per step (its small kernels, launch gaps), us."
+    )
+    token_overhead_us: float | None = Field(
+        None, ge=0, le=1e5, description="Per generated token per step: the engine's output processing, us."
     )
     request_overhead_ms: float | None = Field(
         None, ge=0, le=1e5, description="Per request, from the client's send to the engine's queue (front end), ms."

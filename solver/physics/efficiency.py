@@ -16,7 +16,8 @@ class Efficiency:
     moe_compute: float  # expert-GEMM efficiency relative to dense GEMMs (grouped GEMMs, routing)
     link: float  # achieved / nominal link bandwidth for collectives
     step_overhead_s: float  # per engine step per stage: scheduling, launch, sampling bookkeeping
-    layer_floor_s: float = 0.0  # least time a decoder layer takes in a step: its kernels' launch and gaps
+    layer_overhead_s: float = 0.0  # per decoder layer per step: its small kernels and launch gaps
+    token_overhead_s: float = 0.0  # per generated token per step: the engine's output processing
     allreduce_per_peer: float = 0.0  # small all-reduce latency grows by this x link latency per peer
     request_overhead_s: float = 0.0  # per request, from the client's send to the engine's queue
 
@@ -31,10 +32,10 @@ class Efficiency:
 # Families without rows (ampere, ada, turing, cdna3) take Hopper's memory factor and a compute
 # factor lowered where kernels are less tuned (turing; cdna3 under ROCm): priors, not fits.
 EFFICIENCY_BY_FAMILY: dict[str, Efficiency] = {
-    "hopper": Efficiency(compute=0.60, memory=0.85, moe_compute=0.55, link=0.70, step_overhead_s=300e-6,
-                         layer_floor_s=150e-6, allreduce_per_peer=0.05),
-    "blackwell": Efficiency(compute=0.40, memory=0.70, moe_compute=0.55, link=0.70, step_overhead_s=300e-6,
-                            layer_floor_s=90e-6, allreduce_per_peer=0.28),
+    "hopper": Efficiency(compute=0.60, memory=0.95, moe_compute=0.55, link=0.70, step_overhead_s=300e-6,
+                         layer_overhead_s=63.7e-6, allreduce_per_peer=0.234),
+    "blackwell": Efficiency(compute=0.40, memory=0.833, moe_compute=0.55, link=0.70, step_overhead_s=300e-6,
+                            layer_overhead_s=45.4e-6, allreduce_per_peer=0.305),
     "ampere": Efficiency(compute=0.60, memory=0.85, moe_compute=0.55, link=0.70, step_overhead_s=400e-6),
     "ada": Efficiency(compute=0.55, memory=0.85, moe_compute=0.55, link=0.60, step_overhead_s=400e-6),
     "turing": Efficiency(compute=0.50, memory=0.80, moe_compute=0.50, link=0.60, step_overhead_s=500e-6),
@@ -43,9 +44,11 @@ EFFICIENCY_BY_FAMILY: dict[str, Efficiency] = {
 
 
 def efficiency_for(gpu: GpuCard, spec: CostModelSpec | None = None, step_overhead_s: float | None = None,
-                   request_overhead_s: float | None = None) -> Efficiency:
+                   request_overhead_s: float | None = None, token_overhead_s: float | None = None) -> Efficiency:
     """The family defaults, the engine's overheads when it has them, and the instance's overrides."""
     base = EFFICIENCY_BY_FAMILY[gpu.family]
+    if token_overhead_s is not None:
+        base = replace(base, token_overhead_s=token_overhead_s)
     if step_overhead_s is not None:
         base = replace(base, step_overhead_s=step_overhead_s)
     if request_overhead_s is not None:
@@ -58,8 +61,9 @@ def efficiency_for(gpu: GpuCard, spec: CostModelSpec | None = None, step_overhea
         moe_compute=spec.moe_compute_efficiency or base.moe_compute,
         link=spec.link_efficiency or base.link,
         step_overhead_s=base.step_overhead_s if spec.step_overhead_us is None else spec.step_overhead_us * 1e-6,
-        layer_floor_s=base.layer_floor_s if spec.layer_floor_us is None else spec.layer_floor_us * 1e-6,
+        layer_overhead_s=base.layer_overhead_s if spec.layer_overhead_us is None else spec.layer_overhead_us * 1e-6,
         allreduce_per_peer=base.allreduce_per_peer if spec.allreduce_per_peer is None else spec.allreduce_per_peer,
         request_overhead_s=(base.request_overhead_s if spec.request_overhead_ms is None
                             else spec.request_overhead_ms * 1e-3),
+        token_overhead_s=base.token_overhead_s if spec.token_overhead_us is None else spec.token_overhead_us * 1e-6,
     )

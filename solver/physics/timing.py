@@ -39,16 +39,16 @@ def _attention_flops_per_token(a: Architecture, context: float, decode: bool) ->
 class LayerCost:
     """Time of one decoder layer (or any stage component) on one GPU, as a function of an engine step.
 
-    ``time_s(tokens, context, pairs)`` = ``max(floor_s, fixed_s + tokens * per_token_s + context *
-    per_context_s + pairs * per_pair_s + experts_s * touched(tokens))``, where ``tokens`` is every token the step
+    ``time_s(tokens, context, pairs)`` = ``fixed_s + tokens * per_token_s + context * per_context_s
+    + pairs * per_pair_s + experts_s * touched(tokens)``, where ``tokens`` is every token the step
     processes (one per decoding sequence plus the prefill chunk), ``context`` the keys the decoding
     sequences attend to in total, and ``pairs`` the (query, key) pairs of the prefill chunk's causal
     attention. GEMMs and attention run as separate kernels one after another, so a step pays its
     compute time and its memory time (no overlap across them); this never beats the roofline.
-    Taking max() instead over-predicted balanced rows by 30-80% (benchmarks/fidelity.py). The floor
-    is the least time the layer's kernels take to launch and run one after another: it binds on
-    small steps, where the GPU waits on launches, and vanishes under the work of big ones (a cost
-    added to every step instead made the offline tables 3 points worse).
+    Taking max() instead over-predicted balanced rows by 30-80% (benchmarks/fidelity.py). The fixed
+    part includes the layer's small kernels (norms, rotary, activation, residual, activation
+    quantisation) at their least time, which the measured small-batch steps show; a floor under the
+    whole layer instead (max(floor, work)) missed the latency rows by 20% TPOT.
     """
 
     fixed_s: float  # weights read once per step, per-layer launch gaps, collective latencies
@@ -58,14 +58,13 @@ class LayerCost:
     experts_s: float = 0.0  # reading every routed expert once, charged by the fraction touched
     top_k: int = 0
     experts: int = 0
-    floor_s: float = 0.0  # the least time a step of these layers takes (kernel launches and gaps)
 
     def time_s(self, tokens: float, context: float = 0.0, pairs: float = 0.0) -> float:
         """Seconds for a step of ``tokens`` tokens, ``context`` decode keys and ``pairs`` prefill pairs."""
         t = self.fixed_s + tokens * self.per_token_s + context * self.per_context_s + pairs * self.per_pair_s
         if self.experts_s:
             t += self.experts_s * experts_touched_fraction(tokens, self.top_k, self.experts)
-        return max(t, self.floor_s)
+        return t
 
     def __add__(self, other: LayerCost) -> LayerCost:
         if self.experts_s and other.experts_s and (self.top_k, self.experts) != (other.top_k, other.experts):
@@ -73,12 +72,12 @@ class LayerCost:
         routed = self if self.experts_s else other
         return LayerCost(self.fixed_s + other.fixed_s, self.per_token_s + other.per_token_s,
                          self.per_context_s + other.per_context_s, self.per_pair_s + other.per_pair_s,
-                         self.experts_s + other.experts_s, routed.top_k, routed.experts, self.floor_s + other.floor_s)
+                         self.experts_s + other.experts_s, routed.top_k, routed.experts)
 
     def scaled(self, n: float) -> LayerCost:
         """``n`` copies of this cost (n layers of a kind)."""
         return LayerCost(self.fixed_s * n, self.per_token_s * n, self.per_context_s * n, self.per_pair_s * n,
-                         self.experts_s * n, self.top_k, self.experts, self.floor_s * n)
+                         self.experts_s * n, self.top_k, self.experts)
 
 
 ZERO_COST = LayerCost(0.0, 0.0, 0.0, 0.0)
@@ -123,7 +122,7 @@ def layer_cost(ctx: Context, kind: str, cfg: Config) -> LayerCost:
     per_token = 2 * dense_params / peak + kv_layer / bw
     if lp.experts:
         per_token += 2 * expert_params_active / (peak * eff.moe_compute)
-    fixed = static_bytes / bw
+    fixed = static_bytes / bw + eff.layer_overhead_s
     if tp > 1:
         # Two all-reduces per layer (after attention and after the MLP), ring bytes 2 (n-1)/n.
         fixed += 2 * allreduce_latency_s(tp, ctx.hw.intra, eff)
@@ -140,7 +139,6 @@ def layer_cost(ctx: Context, kind: str, cfg: Config) -> LayerCost:
         experts_s=expert_bytes_all / bw if lp.experts else 0.0,
         top_k=a.top_k if lp.experts else 0,
         experts=lp.experts,
-        floor_s=eff.layer_floor_s,
     )
 
 
@@ -150,8 +148,9 @@ def lm_head_cost(ctx: Context, cfg: Config) -> LayerCost:
     peak16 = peak_tflops(ctx.hw.gpu, "bf16") * 1e12 * eff.compute
     bw = ctx.hw.gpu.hbm_TBps * 1e12 * eff.memory
     nbytes = a.vocab * a.hidden * 2.0 / cfg.tp
-    # Logits in FP32 are written and read back by the sampler (vocab / tp per rank, gathered).
-    per_token = 2 * a.vocab * a.hidden / cfg.tp / peak16 + a.vocab * 4.0 * 2 / bw
+    # Logits in FP32 are written and read back by the sampler (vocab / tp per rank, gathered); the
+    # engine then processes each generated token (detokenise, stream, bookkeeping) on its CPU.
+    per_token = 2 * a.vocab * a.hidden / cfg.tp / peak16 + a.vocab * 4.0 * 2 / bw + eff.token_overhead_s
     return LayerCost(fixed_s=nbytes / bw, per_token_s=per_token, per_context_s=0.0, per_pair_s=0.0)
 
 

@@ -13,9 +13,21 @@ from ..verify import Evaluation, Placement
 JSON_SCHEMA_VERSION = 1
 
 
-def launch_input(problem: Problem, placement: Placement, max_num_seqs: int | None = None) -> LaunchInput:
+def launch_input(problem: Problem, placement: Placement, max_num_seqs: int | None = None,
+                 ev: Evaluation | None = None) -> LaunchInput:
     """The engine-facing view of a plan: what its launch commands carry."""
     a, inst = problem.arch, problem.instance
+    kv_free = inst.limits.memory_utilization
+    if ev is not None and ev.stages:
+        # TensorRT-LLM sizes the KV cache as a fraction of what the weights and buffers leave: the
+        # fullest stage's plan share, (usable - fixed) / (device - fixed).
+        device = problem.ctx.hw.gpu.memory_GiB
+        fractions = []
+        for st in ev.stages:
+            fixed = st.memory_GiB["weights"] + st.memory_GiB["activations"] + st.memory_GiB["overhead"]
+            if device > fixed:
+                fractions.append(max(0.0, (st.memory_GiB["capacity"] - fixed) / (device - fixed)))
+        kv_free = min(fractions, default=kv_free)
     return LaunchInput(
         repo=a.hf_repo or a.name,
         cfg=placement.cfg,
@@ -27,6 +39,8 @@ def launch_input(problem: Problem, placement: Placement, max_num_seqs: int | Non
         memory_utilization=inst.limits.memory_utilization,
         gpu=problem.ctx.hw.gpu,
         gpus_per_node=problem.ctx.hw.gpus_per_node,
+        checkpoint_dtype=a.checkpoint_dtype,
+        kv_free_fraction=kv_free,
     )
 
 
@@ -92,7 +106,9 @@ def evaluation_json(problem: Problem, ev: Evaluation) -> dict[str, Any]:
         },
         "simulated": simulation_json(problem, ev),
         "requirements": [_req_json(r) for r in ev.requirements],
-        "launch": launch_commands(launch_input(problem, p, ev.max_num_seqs)),
+        # Only a plan that passes every requirement is launched: a failing one would not run as planned.
+        "launch": launch_commands(launch_input(problem, p, ev.max_num_seqs, ev), problem.search.engine)
+        if ev.feasible else None,
     }
 
 

@@ -110,11 +110,17 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
             out.append(f"  Binding (within 5% of the limit): {', '.join(doc['binding'])}")
         launch = doc.get("launch")
         if launch:
-            out.append(h("Launch"))
+            out.append(h(f"Launch (flags of {', '.join(launch['versions'].values())})"))
+            order = [launch["engine"]] + [e for e in ("vllm", "sglang", "trtllm") if e != launch["engine"]]
             fence = ["```bash"] if md else []
-            out += fence + [f"  {launch['vllm']}", f"  {launch['sglang']}"] + (["```"] if md else [])
+            out += fence + [f"  {launch[e]}" for e in order] + (["```"] if md else [])
+            out.append("  extra_llm_api_options.yaml for trtllm-serve:")
+            out += [f"    {line}" for line in launch["trtllm_extra_llm_api_options"].rstrip("\n").split("\n")]
             for n in launch.get("notes", []):
                 out.append(f"  note: {n}")
+        elif doc.get("status") == "infeasible" and doc.get("strategy"):
+            out.append(h("Launch"))
+            out.append("  none: the proposed strategy fails a requirement (see the proof below)")
     comparison = doc.get("optimum")
     if comparison:
         out.append(h("Compared with the optimum"))
@@ -135,6 +141,9 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
                        f"in the model after bound pruning; CP-SAT {sv.get('ortools')}, {sv.get('workers')} worker(s), "
                        f"seed {sv.get('seed')}; phases: "
                        + ", ".join(f"{p['phase']} {p['status']} {p['wall_s']:.3f}s" for p in sv.get("phases", [])))
+            if sv.get("tie_breaks", "complete") != "complete":
+                out.append(f"  tie-breaks {sv['tie_breaks']}: the objective is optimal, but among equal plans this "
+                           "one is not the canonical choice (raise --deterministic-time)")
         proof = doc.get("proof") or {}
         if proof.get("time_s") is not None:
             diag = proof.get("diagnosis", {})

@@ -37,7 +37,7 @@ from .calibrate import calibrate_command
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Batch: instances solved in parallel processes [default: the number of cores].")
 @click.option("--deterministic-time", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Batch: CP-SAT limit per solve in deterministic time units, so verdicts do not depend "
+              help="CP-SAT limit per solve phase in deterministic time units, so answers do not depend "
                    "on machine load [default: 30].")
 @click.option("--check", is_flag=True,
               help="Batch: exit 1 when any instance is regressed or error against its `expect` block.")
@@ -67,15 +67,15 @@ def plan_command(paths: tuple[str, ...], strategy: str | None, objective: str | 
       2  bad input (the message names the file, the JSON path, the value and what is accepted)
       3  no answer within the limits
     """
-    batch_options = check or update_expected or report_json or junit or markdown or jobs is not None \
-        or deterministic_time is not None
+    batch_options = check or update_expected or report_json or junit or markdown or jobs is not None
     # A regression option on one file runs the batch path over that file (a batch of one).
     if len(paths) != 1 or Path(paths[0]).is_dir() or batch_options:
         sys.exit(run_batch_cli(paths, fmt=fmt, time_limit=time_limit, seed=seed, jobs=jobs, workers=workers,
                                deterministic_time=deterministic_time, check=check,
                                update_expected=update_expected, report_json=report_json, junit=junit,
                                markdown=markdown, out_file=out_file, strategy=strategy, objective=objective))
-    params = SolveParams(time_limit_s=time_limit, workers=workers, seed=seed)
+    params = SolveParams(time_limit_s=time_limit, workers=workers, seed=seed,
+                         **({} if deterministic_time is None else {"deterministic_time": deterministic_time}))
     try:
         report = solve_file(paths[0], strategy=strategy, objective=objective, params=params)
     except InputError as err:

@@ -313,9 +313,19 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
     """
     out: list[Option] = []
     # Per-stage costs do not depend on dp (each replica is the same), so replicas share them.
-    shared: dict[tuple, StageCoefficients] = {}
+    shared: dict[tuple, StageCoefficients] = problem.coefficient_cache
+
+    def coefficients(cfg: Config, batch: int) -> StageCoefficients:
+        key = (cfg.tp, cfg.pp, cfg.ep, cfg.weights, cfg.kv_cache, batch)
+        if key not in shared:
+            shared[key] = stage_coefficients(problem.ctx, cfg, batch)
+        return shared[key]
+
     for cfg in configs(problem, include_illegal, only_gpus):
-        for batch in batch_levels(problem, cfg, include_illegal):
+        levels = batch_levels(problem, cfg, include_illegal)
+        if not include_illegal and problem.instance.workload.mode == "request_rate":
+            levels = _levels_that_can_carry(problem, cfg, levels, coefficients)
+        for batch in levels:
             violations = static_violations(problem, cfg, batch)
             if violations and not include_illegal:
                 continue
@@ -323,10 +333,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
                 # What the GPU cannot do is not a requirement a person can relax; the proof's
                 # "another GPU type" repair covers it.
                 continue
-            key = (cfg.tp, cfg.pp, cfg.ep, cfg.weights, cfg.kv_cache, batch)
-            if key not in shared:
-                shared[key] = stage_coefficients(problem.ctx, cfg, batch)
-            coef = dataclasses.replace(shared[key], cfg=cfg)
+            coef = dataclasses.replace(coefficients(cfg, batch), cfg=cfg)
             if not include_illegal and not _fits_somewhere(problem, coef):
                 continue
             out.append(Option(index=-1, cfg=cfg, batch=batch, violations=tuple(violations), coef=coef))
@@ -334,6 +341,36 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
     for i, opt in enumerate(out):
         opt.index = i
     return with_units(problem, out)
+
+
+def _levels_that_can_carry(problem: Problem, cfg: Config, levels: list[int], coefficients) -> list[int]:
+    """The levels whose capacity can carry the request rate under some split (a sound cut).
+
+    A replica of ``b`` sequences completes ``b`` requests per cycle D(b), and no split makes D
+    shorter than the perfectly balanced stage (the total over pp), so ``dp * b / D_min(b) < rate``
+    rules the level out under every split. Capacity grows with the batch, so the levels ruled out
+    are the smallest ones: a binary search finds the first level that may carry the rate.
+    """
+    kinds = problem.arch.layer_kinds()
+    n = {k: kinds.count(k) for k in KINDS}
+    wl = problem.instance.workload
+    out_tok = wl.output_tokens
+
+    def may_carry(b: int) -> bool:
+        c = coefficients(cfg, b)
+        pp = cfg.pp
+        total = sum((b * c.pf_work_per_layer[k] + out_tok * pp * c.dec_per_layer[k]) * n[k] for k in KINDS)
+        total += b * c.pf_work_last + out_tok * pp * (c.dec_last + pp * c.dec_const)
+        return cfg.dp * b * pp / total >= wl.request_rate * (1 - 1e-9)
+
+    lo, hi = 0, len(levels)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if may_carry(levels[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return levels[lo:]
 
 
 def with_units(problem: Problem, options: list[Option]) -> list[Option]:

@@ -144,3 +144,26 @@ def witness(problem: Problem, options: list[Option], rules: frozenset[str] | Non
             if len(split) == o.cfg.pp and split_values(problem, o, split, rules) is not None:
                 return o, split
     return None
+
+
+def best_witness_value(problem: Problem, options: list[Option], rules: frozenset[str] | None, quantity: str
+                       ) -> int | None:
+    """The best value of ``quantity`` (gpus, z, cycle, ttft) over the options' engine splits that meet ``rules``.
+
+    A known plan's value: an option whose lower bound is worse cannot hold the minimum, which is
+    how the diagnosis keeps its optimisation models small. None when no such split meets them.
+    """
+    enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
+    pinned = problem.pins.layers_per_stage
+    best = None
+    for o in options:
+        split = list(pinned) if pinned is not None and enforce("pin.layers_per_stage") else \
+            even_split(problem.arch.layers, o.cfg.pp)
+        if len(split) != o.cfg.pp:
+            continue
+        vals = split_values(problem, o, split, rules)
+        if vals is None:
+            continue
+        value = o.cfg.gpus if quantity == "gpus" else max(v[quantity] for v in vals)
+        best = value if best is None else min(best, value)
+    return best

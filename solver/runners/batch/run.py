@@ -7,10 +7,13 @@ process boundaries) with the figures the verdicts compare; failures become rows,
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -149,7 +152,10 @@ def run_instances(
         else:
             # spawn: a fresh interpreter per worker, never a fork of a process holding solver threads.
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(jobs, len(files)), mp_context=ctx) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(jobs, len(files)), mp_context=ctx)
+            main = threading.current_thread() is threading.main_thread()  # signals go to the main thread only
+            previous = signal.signal(signal.SIGTERM, _terminate) if main else None
+            try:
                 futures = {pool.submit(solve_row, str(f), opts): i for i, f in enumerate(files)}
                 for fut in as_completed(futures):
                     i = futures[fut]
@@ -164,10 +170,37 @@ def run_instances(
                             "error": f"{type(err).__name__}: {err}",
                         }
                     _tick(progress, rows[i])
+            except BaseException:
+                # Interrupted (Ctrl-C, SIGTERM): stop the workers now, not after their solves.
+                _kill_workers(pool)
+                raise
+            finally:
+                if main:
+                    signal.signal(signal.SIGTERM, previous)
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         # Leave no card cached from a catalog path that the caller may be about to drop.
         reload_catalog()
     return [r for r in rows if r is not None]
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM in the batch's main process: unwind like Ctrl-C, so the workers are stopped."""
+    raise KeyboardInterrupt
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (within a second), then let the pool wind down."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for proc in processes:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(Exception):
+            proc.join(timeout=1.0)
+            if proc.is_alive():
+                proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _tick(progress: Progress | None, row: dict[str, Any] | None) -> None:
