@@ -32,8 +32,8 @@ def main() -> int:
     kv = kv_capacity_tokens(problem.ctx, cfg, [80])
     cases = [
         ("Poisson 12 req/s, 4 replicas, fixed 2048/256", "mixed", lambda: poisson(12, REQUESTS, 2048, 256), 4),
-        ("Poisson 3 req/s, 1 replica, 128-10240 in, 16-512 out", "mixed",
-         lambda: poisson(3, REQUESTS, (128, 10240), (16, 512)), 1),
+        ("Poisson 1 req/s, 1 replica, 128-10240 in, 16-512 out", "mixed",
+         lambda: poisson(1, REQUESTS, (128, 10240), (16, 512)), 1),
         ("closed loop of 64 clients, 1 replica, 2048/256", "mixed", lambda: closed_loop(64, REQUESTS, 2048, 256), 1),
         ("closed loop of 256 clients, prefill-first (SGLang)", "prefill_first",
          lambda: closed_loop(256, REQUESTS, (512, 4096), (64, 1024)), 2),
