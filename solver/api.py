@@ -183,14 +183,28 @@ def verify_strategy(problem: Problem, strategy: str | dict[str, Any] | None = No
     """Every requirement of a proposed strategy with its slack, pass or fail, and the optimum beside it.
 
     The proposal is the instance's pins plus ``strategy`` (``tp=2,pp=4`` text or a dict); fields
-    not given are filled in and listed under ``strategy_defaults``. A failing proposal carries a
+    not given are the best under the pins (a solve with the pins as constraints), or plain defaults
+    when nothing under the pins passes, and are listed under ``strategy_defaults``. A failing proposal carries a
     proof of why. Exit code 0 when it passes, 1 when it fails.
     """
     params = params or SolveParams()
     if strategy is not None:
         problem = with_pins(problem, strategy)
-    placement, filled = complete_strategy(problem)
+    # The fields not given are the best under the pins (the planner with the pins as constraints);
+    # only when no completion passes are they filled with plain defaults, to show what fails.
+    best = _plan(problem, params, tie_breaks=True)
+    placement, filled = (best.placement, {}) if best.placement is not None else complete_strategy(problem)
     ev = evaluate(problem, placement, simulate=problem.instance.simulation.enabled)
+    if best.placement is not None:
+        pins = problem.pins
+        for k, v in ev.strategy().items():
+            if getattr(pins, k, None) is None and not (k == "pp" and pins.layers_per_stage):
+                filled[k] = f"{v} (the best under the pins)"
+        if placement.batch != ev.max_num_seqs:
+            filled["max_num_seqs"] = (f"{ev.max_num_seqs} (the engine's cap; the load sets the operating batch, "
+                                      f"{placement.batch} per replica)")
+        if pins.layers_per_stage is None:
+            filled["layers_per_stage"] = f"{'+'.join(map(str, placement.layers_per_stage))} (the best under the pins)"
     status = "feasible" if ev.feasible else "infeasible"
     extra: dict[str, Any] = {"strategy_defaults": filled,
                              "optimum": _compare_with_optimum(problem, ev if ev.feasible else None, params)}

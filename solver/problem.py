@@ -169,6 +169,15 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     _check_search(inst, arch, space, file)
     if inst.workload.max_model_len is None:
         defaults["workload.max_model_len"] = inst.workload.model_len
+    # Every default the instance did not set, stated (nothing is assumed silently).
+    for section, spec in (("limits", inst.limits), ("precision", inst.precision), ("search", inst.search),
+                          ("workload", inst.workload)):
+        for name in ("memory_utilization", "max_num_seqs", "max_num_batched_tokens", "weights", "kv_cache",
+                     "uneven_layers", "engine"):
+            if name in type(spec).model_fields and name not in spec.model_fields_set:
+                defaults[f"{section}.{name}"] = getattr(spec, name)
+    if "objective" not in inst.model_fields_set:
+        defaults["objective"] = inst.objective
     if inst.limits.runtime_overhead_GiB is None:
         defaults["limits.runtime_overhead_GiB"] = "0.75 GiB, +0.5 GiB when the GPU communicates"
     e = ctx.eff

@@ -105,6 +105,17 @@ def test_changed_objective_fails_exactly_that_instance(tmp_path):
     assert sum(v == "pass" for v in _verdicts(report).values()) == 3
 
 
+def test_strict_check_fails_on_improvements_too(tmp_path):
+    folder = _copy(tmp_path, ["llama8b_4_l4"])
+    path = folder / "llama8b_4_l4.json"
+    recorded = json.loads(path.read_text())["expect"]["objective"]
+    _edit(path, objective=recorded * 0.5)  # the recording was worse: the solver now improves on it
+    code, report, _ = _report(tmp_path, str(folder), "--check")
+    assert code == 0 and _verdicts(report)["llama8b_4_l4"] == "improved"
+    code, _, err = _report(tmp_path, str(folder), "--check", "--strict")
+    assert code == 1 and _failed(err) == {"llama8b_4_l4"}
+
+
 def test_slower_gpu_card_fails_exactly_its_instances(tmp_path, monkeypatch):
     """A catalog override with less HBM bandwidth regresses the instances on that GPU only."""
     folder = _copy(tmp_path, [*H100_FAST, *OTHER_FAST])

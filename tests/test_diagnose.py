@@ -129,3 +129,14 @@ def test_failing_strategy_ends_with_the_proof():
     code, out, _ = run_cli(str(INSTANCES / "llama70b_t4.json"), "--strategy", "tp=2,pp=4")
     assert code == 1
     assert "FAIL gpu_count" in out and "Proof of infeasibility" in out and "pin." in out
+
+
+def test_combined_repairs_use_the_change_they_name():
+    """'allow int8 weights and use N GPUs' is only offered when its own example runs int8."""
+    problem = load_problem(str(INSTANCES / "llama70b_t4.json"))
+    proof = diagnose(problem, SolveParams())
+    combined = [r for r in proof["repairs"] if r.get("kind") == "precision+gpus"]
+    assert combined
+    for r in combined:
+        precision = r["change"].split("allow ")[1].split(" weights")[0]
+        assert r["strategy"]["weights"] == precision

@@ -52,5 +52,5 @@ def test_trtllm_instance_leads_with_trtllm(write_instance):
 
 
 def test_failing_strategy_prints_no_launch_command():
-    code, doc = run_json("instances/llama70b_h100.json", "--strategy", "tp=2,pp=4,weights=bf16")
+    code, doc = run_json("instances/llama70b_h100.json", "--strategy", "tp=1,pp=1,weights=bf16")
     assert code == 1 and doc["launch"] is None

@@ -110,5 +110,5 @@ def test_max_concurrency_respects_the_plans_batch():
 
 
 def test_failing_proposal_is_labelled_as_such():
-    code, out, _ = run_cli(FLAGSHIP, "--strategy", "tp=2,pp=4")
+    code, out, _ = run_cli(FLAGSHIP, "--strategy", "tp=1,pp=1,weights=bf16")  # 141 GB on one 80 GB GPU
     assert code == 1 and "the proposed strategy FAILS" in out

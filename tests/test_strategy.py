@@ -12,7 +12,7 @@ FLAGSHIP = str(INSTANCES / "llama70b_h100.json")
 
 
 def test_tp2_pp4_memory_table():
-    code, doc = run_json(FLAGSHIP, "--strategy", "tp=2,pp=4,weights=bf16,kv=bf16")
+    code, doc = run_json(FLAGSHIP, "--strategy", "tp=2,pp=4,layers=20+20+20+20,weights=bf16,kv=bf16")
     weights = [s["memory_GiB"]["weights"] for s in doc["stages"]]
     # Heaviest GPU: 20 layers + the embedding (stage 0) or the LM head (last stage), BF16, split over 2.
     assert 16 <= max(weights) <= 18
@@ -45,6 +45,19 @@ def test_failing_strategy_exit_1_with_reason():
     code, out, _ = run_cli(FLAGSHIP, "--strategy", "tp=1,pp=1,weights=bf16")
     assert code == 1
     assert "FAIL mem_cap[stage=0]" in out  # 141 GB of BF16 weights on one 80 GB GPU
+
+
+def test_unpinned_fields_are_the_best_under_the_pins():
+    """tp=2,pp=4 used to be completed with BF16 and 256 sequences, and failed; the planner finds better."""
+    code, doc = run_json(FLAGSHIP, "--strategy", "tp=2,pp=4")
+    assert code == 0 and doc["status"] == "feasible"
+    assert doc["strategy"]["tp"] == 2 and doc["strategy"]["pp"] == 4
+    chosen = doc["strategy_defaults"]
+    assert {"weights", "kv_cache", "dp", "max_num_seqs", "layers_per_stage"} <= set(chosen)
+    assert all("best under the pins" in v or "engine's cap" in v for v in chosen.values())
+    free_code, free = run_json(FLAGSHIP)
+    assert doc["optimum"]["relative_distance"] >= -1e-9
+    assert doc["metrics"]["gpus_used"] >= free["metrics"]["gpus_used"]
 
 
 def test_layers_and_defaults_stated():

@@ -114,7 +114,8 @@ def repairs(problem: Problem, conflict: list[str], params) -> list[dict[str, Any
                     # The precision does not suffice alone: how few GPUs of this type would do with it.
                     lighter = build_problem(inst.model_copy(update={"precision": prec}, deep=True), problem.file)
                     both = _more_gpus(lighter, params)
-                    if both["verified"]:
+                    # Only when its own example uses the precision: else the GPU count alone is the repair.
+                    if both["verified"] and both["strategy"]["weights"] == w:
                         both["change"] = f"allow {w} weights and {both['change']}"
                         both["kind"], both["size"] = "precision+gpus", 4.5
                         out.append(both)

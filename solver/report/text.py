@@ -39,7 +39,8 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
     if sv.get("mode") == "verify":
         line = ("Status: the proposed strategy PASSES every requirement" if doc["status"] == "feasible" else
                 "Status: the proposed strategy FAILS a requirement (JSON status \"infeasible\")")
-        line += " (checked with the exact cost model; no solver)"
+        line += (" (the fields not given chosen by the planner under the pins, when some choice passes; "
+                 "checked with the exact cost model)")
     elif sv:
         line += f" in {sv.get('time_s', 0):.2f} s"
         if sv.get("objective") is not None:

@@ -24,7 +24,7 @@ from .calibrate import calibrate_command
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--strategy", "strategy", default=None,
               help="Verify a proposed strategy, e.g. tp=2,pp=4 (keys: tp, pp, dp, ep, layers=19+21+21+19, "
-                   "weights, kv, batch). Evaluated with the exact cost model, no solver.")
+                   "weights, kv, batch). Fields not given are the best under the pins; checked with the exact cost model.")
 @click.option("--objective", type=click.Choice(["max_throughput_per_gpu", "min_gpus", "min_tpot", "min_ttft"]),
               default=None, help="Override the instance's objective.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
@@ -41,6 +41,8 @@ from .calibrate import calibrate_command
                    "on machine load [default: 30].")
 @click.option("--check", is_flag=True,
               help="Batch: exit 1 when any instance is regressed or error against its `expect` block.")
+@click.option("--strict", is_flag=True,
+              help="Batch, with --check: fail on improved and changed instances too (any difference).")
 @click.option("--update-expected", is_flag=True,
               help="Batch: record the current results in the `expect` block of every instance run.")
 @click.option("--report-json", type=click.Path(dir_okay=False), default=None,
@@ -51,7 +53,7 @@ from .calibrate import calibrate_command
               help="Batch: write a Markdown summary to FILE (for pull-request comments).")
 def plan_command(paths: tuple[str, ...], strategy: str | None, objective: str | None, fmt: str, out_file: str | None,
          time_limit: float, workers: int, seed: int, jobs: int | None, deterministic_time: float | None,
-         check: bool, update_expected: bool, report_json: str | None, junit: str | None,
+         check: bool, strict: bool, update_expected: bool, report_json: str | None, junit: str | None,
          markdown: str | None) -> None:
     """Plan how to split an LLM across a GPU cluster, or prove it cannot be done.
 
@@ -67,11 +69,11 @@ def plan_command(paths: tuple[str, ...], strategy: str | None, objective: str | 
       2  bad input (the message names the file, the JSON path, the value and what is accepted)
       3  no answer within the limits
     """
-    batch_options = check or update_expected or report_json or junit or markdown or jobs is not None
+    batch_options = check or strict or update_expected or report_json or junit or markdown or jobs is not None
     # A regression option on one file runs the batch path over that file (a batch of one).
     if len(paths) != 1 or Path(paths[0]).is_dir() or batch_options:
         sys.exit(run_batch_cli(paths, fmt=fmt, time_limit=time_limit, seed=seed, jobs=jobs, workers=workers,
-                               deterministic_time=deterministic_time, check=check,
+                               deterministic_time=deterministic_time, check=check, strict=strict,
                                update_expected=update_expected, report_json=report_json, junit=junit,
                                markdown=markdown, out_file=out_file, strategy=strategy, objective=objective))
     params = SolveParams(time_limit_s=time_limit, workers=workers, seed=seed,

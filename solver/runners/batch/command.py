@@ -49,13 +49,17 @@ def run_batch(
     return rows, time.perf_counter() - t0, warnings
 
 
-def check_failed(rows: list[dict[str, Any]], update_expected: bool) -> list[str]:
-    """Names of the rows that fail ``--check`` (a just-recorded regression no longer fails)."""
+def check_failed(rows: list[dict[str, Any]], update_expected: bool, strict: bool = False) -> list[str]:
+    """Names of the rows that fail ``--check`` (a just-recorded regression no longer fails).
+
+    With ``strict``, any difference from the recording fails too: improved and changed rows.
+    """
+    failing = ("regressed", "improved", "changed") if strict else ("regressed",)
     return [
         r["name"]
         for r in rows
         if r["verdict"] == "error"
-        or (r["verdict"] == "regressed" and not (update_expected and r.get("recorded")))
+        or (r["verdict"] in failing and not (update_expected and r.get("recorded")))
     ]
 
 
@@ -68,6 +72,7 @@ def run_batch_cli(
     workers: int = 1,
     deterministic_time: float | None = None,
     check: bool = False,
+    strict: bool = False,
     update_expected: bool = False,
     report_json: str | None = None,
     junit: str | None = None,
@@ -124,7 +129,7 @@ def run_batch_cli(
             f"recorded the expectations of {sum(1 for r in rows if r.get('recorded'))} instance(s)",
             err=True,
         )
-    failed = check_failed(rows, update_expected)
+    failed = check_failed(rows, update_expected, strict)
     if check and failed:
         click.echo(f"check failed: {', '.join(failed)}", err=True)
         return EXIT_CHECK_FAILED
