@@ -156,6 +156,8 @@ def plan(problem: Problem, params: SolveParams | None = None) -> Report:
                        f"incomplete: {', '.join(result.incomplete)} stopped at its limit"),
     }
     extra: dict[str, Any] = {"binding": result.binding}
+    if result.exact:
+        solver_info["exact"] = result.exact
     if result.lazy.get("candidates"):
         solver_info["percentile_cuts"] = len(result.lazy["candidates"])
     if result.status in ("optimal", "feasible"):

@@ -57,6 +57,9 @@ class Problem:
     # Per-stage coefficients by (tp, pp, ep, weights, kv_cache, batch): the same for every dp and
     # every enumeration of this problem (repairs scan GPU counts, each enumerating again).
     coefficient_cache: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
+    # What the exact physics rejected in earlier solves of this problem (solver.search.facts.Fact):
+    # true for every split, so each later model and witness keeps them.
+    learned: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def arch(self) -> Architecture:

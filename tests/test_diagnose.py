@@ -53,9 +53,13 @@ def test_t4_memory_proof_numbers_match_physics():
     mem = next(c for c in proof["conflict"] if c["rule"] == "mem_cap[stage=0]")
     assert mem["numbers"]["limit"] == pytest.approx(15.0 * 0.9)
     # The certificate's lightest one-GPU placement, re-evaluated by the verifier: INT4 weights, one
-    # sequence of max_model_len; its stage-0 memory is the stated number (MiB rounding aside).
+    # sequence of max_model_len. The proof's figure is a lower bound on it: the proof model rounds
+    # each per-layer demand down to whole MiB, so it may undershoot by at most one MiB per layer
+    # plus the embedding, head and activation terms.
     ev = evaluate(problem, Placement(Config(1, 1, 1, 1, "int4", "bf16"), 1, (80,)))
-    assert mem["numbers"]["best_with_others"] == pytest.approx(ev.stages[0].memory_GiB["total"], abs=0.05)
+    exact_GiB = ev.stages[0].memory_GiB["total"]
+    slack_GiB = (a.layers + 3) / 1024
+    assert exact_GiB - slack_GiB <= mem["numbers"]["best_with_others"] <= exact_GiB + 1e-9
     assert mem["numbers"]["best_with_others"] > mem["numbers"]["limit"]
 
 

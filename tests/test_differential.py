@@ -1,22 +1,26 @@
-"""Differential tests: CP-SAT against brute force on random small instances (hypothesis).
+"""Differential tests: CP-SAT against an exact brute force on random small instances (hypothesis).
 
-For every instance the solver's optimum equals the brute-force optimum over all configurations
-and all contiguous splits; when the solver says infeasible, brute force finds nothing, and every
-conflict the diagnosis returns is infeasible and minimal by brute force too.
+The brute force scores every configuration and every contiguous split with the verifier alone
+(no integer tables). For every instance the solver's optimum equals its optimum (to the exact
+check's tolerance); when the solver says infeasible, it finds nothing, and every conflict the
+diagnosis returns is infeasible and minimal under it too. Instances put exactly on a limit (memory
+or an SLO at a known plan's value, and just off it) are where rounding used to decide.
 """
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, event, given, settings
+import copy
+
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from solver.diagnose import diagnose
 from solver.input.schema import Instance
 from solver.problem import build_problem
-from solver.search.objectives import objective_value
-from solver.search.options import enumerate_options
+from solver.search.exact import EXACT_REL_TOL
 from solver.search.planner import SolveParams, plan
-from tests.bruteforce import brute_force
+from solver.verify import evaluate
+from tests.bruteforce import exact_brute_force
 
 PARAMS = SolveParams(time_limit_s=30)
 
@@ -86,32 +90,91 @@ def small_instances(draw) -> dict:
     return data
 
 
+def agrees(problem, result, reference) -> None:
+    """The solver's verdict and optimum match the exact brute force (to the stated tolerance)."""
+    if reference is None:
+        assert result.status == "infeasible", (result.status, result.placement)
+        return
+    assert result.status == "optimal", result.status
+    assert result.evaluation.feasible  # re-checked by the solver-independent verifier
+    best, placement = reference
+    mine = result.objective
+    # Within the exact check's tolerance of the true optimum, and never beyond it (float noise aside).
+    tol = 2 * EXACT_REL_TOL * abs(best) + 1e-9
+    if problem.instance.objective == "max_throughput_per_gpu":
+        assert best - tol <= mine <= best * (1 + 1e-9) + 1e-9, (mine, best, placement)
+    else:
+        assert best * (1 - 1e-9) - 1e-9 <= mine <= best + tol, (mine, best, placement)
+
+
+def proof_is_exact(problem) -> None:
+    """Every conflict is infeasible and minimal under the exact physics (the verifier, no tables)."""
+    proof = diagnose(problem, PARAMS, with_repairs=False)
+    assert proof["conflicts"], proof
+    for conflict in proof["conflicts"]:
+        rules = set(conflict["rules"])
+        event(f"conflict size: {len(rules)}")
+        assert conflict["minimal"]
+        assert exact_brute_force(problem, rules) is None, rules
+        for member in rules:
+            assert exact_brute_force(problem, rules - {member}) is not None, (member, rules)
+
+
 @settings(max_examples=220, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(small_instances())
-def test_solver_matches_brute_force_and_diagnosis_is_exact(data):
+def test_solver_matches_exact_brute_force_and_diagnosis_is_exact(data):
     problem = build_problem(Instance.model_validate(data))
     result = plan(problem, PARAMS)
-    reference = brute_force(problem)
+    reference = exact_brute_force(problem)
     event(f"status: {result.status}")
+    agrees(problem, result, reference)
     if reference is None:
-        assert result.status == "infeasible"
-        proof = diagnose(problem, PARAMS, with_repairs=False)
-        assert proof["conflicts"], proof
-        for conflict in proof["conflicts"]:
-            rules = set(conflict["rules"])
-            event(f"conflict size: {len(rules)}")
-            assert conflict["minimal"]
-            # Independently of CP-SAT: the set is infeasible and each member is needed.
-            assert brute_force(problem, rules) is None
-            for member in rules:
-                assert brute_force(problem, rules - {member}) is not None, (member, rules)
+        proof_is_exact(build_problem(Instance.model_validate(data)))
+
+
+# Relative offsets from a known plan's exact value: on the limit, within float noise of it, and
+# beyond the integer tables' rounding (1 MiB of memory, one time unit) on either side.
+OFFSETS = [0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1e-6, -1e-6, 1e-4, -1e-4, 1e-3, -1e-3]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(small_instances(), st.sampled_from(["memory", "slo.tpot_ms", "slo.ttft_ms"]), st.sampled_from(OFFSETS))
+def test_instances_on_a_limit_agree_with_exact_brute_force(data, which, offset):
+    problem = build_problem(Instance.model_validate(data))
+    known = exact_brute_force(problem)
+    assume(known is not None)
+    ev = evaluate(problem, known[1], simulate=False)
+    data = copy.deepcopy(data)
+    if which == "memory":
+        # The fullest stage of the optimum exactly fills the GPU (times 1 + offset).
+        peak = max(st_.memory_GiB["total"] for st_ in ev.stages)
+        mu = peak / data["cluster"]["gpu"]["memory_GiB"] * (1 + offset)
+        assume(0 < mu <= 1)
+        data["limits"]["memory_utilization"] = mu
     else:
-        assert result.status == "optimal"
-        units = enumerate_options(problem)[0].units
-        if result.units == units:
-            assert result.objective_raw == reference  # the same integer tables: exact agreement
-        else:  # the planner re-scaled its tables after pruning: agreement within the rounding
-            mine = objective_value(problem, result.units, result.objective_raw)
-            ref = objective_value(problem, units, reference)
-            assert abs(mine - ref) <= (problem.arch.layers + 2) / reference * abs(ref) + 1e-9
-        assert result.evaluation.feasible  # re-checked by the solver-independent verifier
+        value = ev.metrics.tpot_ms if which == "slo.tpot_ms" else ev.metrics.ttft_ms
+        data["slo"][which.split(".")[1]] = value * (1 + offset)
+    event(f"{which} {offset:g}")
+    problem = build_problem(Instance.model_validate(data))
+    result = plan(problem, PARAMS)
+    reference = exact_brute_force(problem)
+    event(f"status: {result.status}")
+    agrees(problem, result, reference)
+    if reference is None:
+        proof_is_exact(build_problem(Instance.model_validate(data)))
+
+
+def test_the_reported_false_proof_is_a_plan():
+    """Llama-3-8B on one L4 at 8 concurrent requests: 20 MiB to spare, once called infeasible."""
+    data = {"name": "l4_edge", "model": "llama3-8b-instruct",
+            "cluster": {"gpu": "l4-24gb", "gpus_per_node": 1, "nodes": 1},
+            "precision": {"weights": ["bf16"], "kv_cache": ["bf16"]},
+            "workload": {"input_tokens": 2048, "output_tokens": 256, "max_model_len": 8192, "concurrency": 8},
+            "limits": {"memory_utilization": 0.873197}}
+    problem = build_problem(Instance.model_validate(data))
+    result = plan(problem, PARAMS)
+    assert result.status == "optimal"
+    assert result.evaluation.feasible
+    assert result.exact["improved"] and result.exact["complete"]
+    reference = exact_brute_force(problem)
+    agrees(problem, result, reference)

@@ -22,13 +22,13 @@ from ..physics import (
     lm_head_bytes_per_gpu,
     param_counts,
     peak_tflops,
-    stage_counts,
     weight_dtype_supported,
 )
 from ..problem import Problem
+from ..search.decode import decode
 from ..search.model import BuiltModel
-from ..search.options import capacity_MiB
-from ..search.witness import evaluate_int
+from ..search.options import VERIFY_TOLERANCE
+from ..verify import evaluate
 from .oracle import Oracle
 
 _QUANTITY = {
@@ -94,21 +94,29 @@ _UNITS = {"gpus": "GPUs", "cycle": "ms TPOT", "ttft": "ms TTFT", "inv_rate": "re
           "z": "output tokens/s per GPU"}
 
 
-def _describe_plan(built: BuiltModel, solver: cp_model.CpSolver) -> str:
-    """The example plan behind a member's number, saying so when it breaks a memory cap (not enforced)."""
-    chosen = next(o for o, lit in zip(built.options, built.opt, strict=True) if solver.boolean_value(lit))
-    stages = [solver.value(v) for v in built.stage]
-    split = [stages.count(s) for s in range(chosen.cfg.pp)]
+def _example(problem: Problem, built: BuiltModel, solver: cp_model.CpSolver, others: list[str]) -> tuple[str, bool]:
+    """The example plan behind a member's number, and whether the verifier accepts it under ``others``.
+
+    Says so when it breaks a memory cap (not enforced by the bound), with the exact figures.
+    """
+    placement, chosen = decode(built, solver)
+    split = placement.layers_per_stage
     text = f"{chosen.cfg.label()}, max_num_seqs {chosen.batch}, layers {'+'.join(map(str, split))}"
-    problem = built.problem
-    if problem is not None:
-        mem = [v["mem"] for v in evaluate_int(chosen, stage_counts(problem.arch.layer_kinds(), split))]
-        cap = capacity_MiB(problem)
-        worst = max(range(len(mem)), key=lambda s: mem[s])
-        if mem[worst] > cap:
-            text += (f"; this example breaks the memory cap, which this bound does not enforce: stage {worst} "
-                     f"needs {mem[worst] / 1024:.1f} GiB of usable {cap / 1024:.1f}")
-    return text
+    ev = evaluate(problem, placement, simulate=False)
+    worst = max(ev.stages, key=lambda st: st.memory_GiB["total"])
+    if worst.memory_GiB["total"] > ev.capacity_GiB * (1 + VERIFY_TOLERANCE):
+        text += (f"; this example breaks the memory cap, which this bound does not enforce: stage {worst.index} "
+                 f"needs {worst.memory_GiB['total']:.1f} GiB of usable {ev.capacity_GiB:.1f}")
+    exact = all(r.passed for r in ev.requirements if r.rule in others)
+    return text, exact
+
+
+def _gib(value: float, limit: float) -> str:
+    """GiB with enough decimals to tell ``value`` from ``limit``."""
+    for digits in (2, 3, 4, 6):
+        if round(value, digits) != round(limit, digits):
+            break
+    return f"{value:.{digits}f}"
 
 
 def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[dict[str, Any]]:
@@ -140,6 +148,9 @@ def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[d
             entry["numbers"]["bound"] = None if bound is None else round(bound, 4)
             qual = (" [best found, not proven: the solve stopped at its limit"
                     + (f"; the bound is {bound:,.4g}" if bound is not None else "") + "]")
+        example, exact = ("", False) if best is None else _example(problem, built, solver, others)
+        # The oracle's tables round demands down: its minimum is a bound the exact physics can only
+        # exceed ("at least"); it is the exact value when the verifier accepts the example.
         if rule.startswith("mem_cap"):
             s = int(rule.split("=")[1].rstrip("]"))
             lim_txt = (f"usable {limit:.2f} GiB per GPU ({problem.ctx.hw.gpu.memory_GiB:g} GiB x "
@@ -148,12 +159,13 @@ def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[d
                 entry["statement"] = f"stage {s} must fit in {lim_txt}"
             else:
                 entry["statement"] = (f"stage {s} must fit in {lim_txt}; with only the other members of this set enforced, "
-                                      f"the lightest stage {s} needs {best:.2f} GiB{qual} ({_describe_plan(built, solver)})")
+                                      f"the lightest stage {s} needs at least {_gib(best, limit)} GiB{qual} ({example})")
         elif rule == "gpu_count":
             entry["statement"] = _static_statement(problem, rule)
             if best is not None:
-                entry["statement"] += (f"; drop it and the rest of this set holds with {best:.0f} GPUs at the fewest{qual} "
-                                       f"({_describe_plan(built, solver)})")
+                holds = (f"the rest of this set holds with {best:.0f} GPUs at the fewest" if exact and found.proven
+                         else f"the rest of this set needs at least {best:.0f} GPUs")
+                entry["statement"] += f"; drop it and {holds}{qual} ({example})"
         else:
             unit = _UNITS[quantity]
             sense = "<=" if rule in ("slo.tpot_ms", "slo.ttft_ms") else ">="
@@ -163,7 +175,7 @@ def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[d
             else:
                 word = "lowest" if sense == "<=" else "highest"
                 entry["statement"] = (f"{target}; with only the other members of this set enforced, the {word} achievable is "
-                                      f"{best:,.2f} {unit}{qual} ({_describe_plan(built, solver)})")
+                                      f"{'' if exact else 'at best '}{best:,.2f} {unit}{qual} ({example})")
         out.append(entry)
     return out
 

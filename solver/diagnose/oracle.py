@@ -14,12 +14,18 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from ..problem import Problem
+from ..search.decode import decode
+from ..search.exact import learn
 from ..search.model import BuiltModel, build_model
 from ..search.options import violated_under
 from ..search.witness import best_witness_value, option_lower_bound, witness
+from ..verify import Placement, evaluate
 
 # Deterministic units per diagnosis solve (roughly seconds of one core).
 ORACLE_DETERMINISTIC_TIME = 4.0
+# Candidates the verifier may reject for one rule set before its feasibility is left open (each
+# rejection teaches the problem facts, so the next candidate is a different one).
+MAX_EXACT_CHECKS = 32
 
 
 def _solver(time_limit: float) -> cp_model.CpSolver:
@@ -53,6 +59,10 @@ class Oracle:
     The model for S holds the candidates that break no static rule of S (the static guards of S,
     fixed true, would forbid the others) and enforces S's dynamic guards; every other guard is a
     free literal, so its rule does not bind. Models are cached per S.
+
+    The options carry the optimistic tables (demands rounded down, capacities up): "infeasible"
+    then holds under the exact physics, and each "feasible" is a candidate the verifier accepted
+    under S (a rejected one teaches the problem facts, and the search goes on).
     """
 
     def __init__(self, problem: Problem, options: list, time_limit: float):
@@ -63,19 +73,20 @@ class Oracle:
         self.violations = [frozenset(o.violations) | frozenset(o.bound_violations) for o in options]
         self.time_limit = time_limit
         self.solves = 0
-        self._models: dict[frozenset[str], BuiltModel] = {}
+        self._models: dict[tuple[frozenset[str], int], BuiltModel] = {}
         self._feasible: dict[frozenset[str], bool | None] = {}
 
     def model(self, names: list[str] | frozenset[str], survivors: list | None = None) -> BuiltModel:
         key = frozenset(names)
-        if key not in self._models:
+        cache_key = (key, len(self.problem.learned))  # a model built before new facts lacks them
+        if cache_key not in self._models:
             built = build_model(self.problem, self.survivors(key) if survivors is None else survivors,
                                 diagnose=True)
             for name in key:
                 if name in built.guards:
                     built.model.add(built.guards[name] == 1)
-            self._models[key] = built
-        return self._models[key]
+            self._models[cache_key] = built
+        return self._models[cache_key]
 
     def survivors(self, key: frozenset[str]) -> list:
         return [o for o, v in zip(self.options, self.violations, strict=True) if not violated_under(v, key)]
@@ -85,23 +96,36 @@ class Oracle:
         return witness(self.problem, survivors, key) is not None
 
     def feasible(self, names: list[str]) -> bool | None:
-        """True / False, or None when the time limit left it open."""
+        """True / False under the exact physics, or None when a limit left it open."""
         key = frozenset(names)
         if key not in self._feasible:
-            survivors = self.survivors(key)
-            if not survivors:
-                self._feasible[key] = False
-                return False
-            if self.witness(key, survivors):
-                self._feasible[key] = True
-                return True
-            built = self.model(key, survivors)
-            built.model.clear_objective()
-            self.solves += 1
-            code = _solver(self.time_limit).solve(built.model)
-            self._feasible[key] = (False if code == cp_model.INFEASIBLE
-                                   else True if code in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None)
+            self._feasible[key] = self._decide(key)
         return self._feasible[key]
+
+    def _decide(self, key: frozenset[str]) -> bool | None:
+        survivors = self.survivors(key)
+        if not survivors:
+            return False
+        for _ in range(MAX_EXACT_CHECKS):
+            found = witness(self.problem, survivors, key)
+            if found is not None:
+                placement = Placement(found[0].cfg, found[0].batch, tuple(found[1]))
+            else:
+                built = self.model(key, survivors)
+                built.model.clear_objective()
+                self.solves += 1
+                solver = _solver(self.time_limit)
+                code = solver.solve(built.model)
+                if code == cp_model.INFEASIBLE:
+                    return False
+                if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                    return None
+                placement, _ = decode(built, solver)
+            facts = learn(self.problem, placement, evaluate(self.problem, placement, simulate=False), key)
+            if not facts:
+                return True
+            self.problem.learned.extend(facts)
+        return None
 
     def best(self, names: list[str], quantity: str) -> Best:
         """Minimum of ``quantity`` with the rules ``names`` enforced, and whether it is proven.

@@ -45,7 +45,8 @@ def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool 
     """The proof block of the JSON document for an infeasible problem (see module docstring)."""
     params = params or SolveParams()
     t0 = time.perf_counter()
-    options = enumerate_options(problem, include_illegal=True)
+    # Optimistic tables: a conflict is then infeasible under the exact physics (see Oracle).
+    options = enumerate_options(problem, include_illegal=True, optimistic=True)
     oracle = Oracle(problem, options, time_limit)
     names = candidate_rules(problem, options)
     proof: dict[str, Any] = {"lower_bounds": lower_bounds(problem)}

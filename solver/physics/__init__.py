@@ -53,7 +53,7 @@ from .precision import (
     peak_tflops,
     weight_dtype_supported,
 )
-from .serving import Metrics, serving_metrics
+from .serving import Metrics, serving_metrics, stage_cycles_s
 from .stages import (
     StageCoefficients,
     kv_capacity_tokens,
@@ -86,6 +86,6 @@ __all__ = [
     "kv_tokens_held", "kv_tokens_per_replica", "layer_cost", "layer_params", "layer_weight_bytes_per_gpu",
     "lm_head_bytes_per_gpu", "lm_head_cost", "max_batch_that_fits", "param_counts",
     "peak_tflops", "prefill_chunks", "prefill_latency_s", "prefill_work_s", "runtime_overhead_bytes",
-    "send_cost", "serving_metrics", "stage_coefficients", "stage_costs", "stage_counts", "step_model",
+    "send_cost", "serving_metrics", "stage_coefficients", "stage_cycles_s", "stage_costs", "stage_counts", "step_model",
     "weight_dtype_supported",
 ]

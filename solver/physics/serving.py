@@ -37,14 +37,22 @@ class Metrics:
     gpus: int
 
 
+def stage_cycles_s(coef: StageCoefficients, stages: list[dict[str, float]], workload: WorkloadSpec) -> list[float]:
+    """Each stage's cycle time D_s: the batch's prefill work plus every decode step through it.
+
+    D, the time in which ``batch`` requests complete on one replica, is the largest of them.
+    """
+    pp, out = coef.cfg.pp, workload.output_tokens
+    return [coef.batch * s["pf_work_s"] + out * pp * s["decode_s"] for s in stages]
+
+
 def serving_metrics(coef: StageCoefficients, stages: list[dict[str, float]], workload: WorkloadSpec) -> Metrics:
     """TTFT, TPOT and throughput from per-stage values (see the module docstring for the model)."""
     cfg = coef.cfg
     out = workload.output_tokens
     dec = np.array([s["decode_s"] for s in stages])
     pf_lat = np.array([s["pf_lat_s"] for s in stages])
-    pf_work = np.array([s["pf_work_s"] for s in stages])
-    cycle = float(np.max(coef.batch * pf_work + out * cfg.pp * dec))
+    cycle = max(stage_cycles_s(coef, stages, workload))
     decode_cycle = cfg.pp * float(np.max(dec))
     ttft = coef.request_s + float(np.sum(pf_lat)) + decode_cycle
     thr_replica = coef.batch * out / cycle

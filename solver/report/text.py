@@ -142,6 +142,13 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
                        f"in the model after bound pruning; CP-SAT {sv.get('ortools')}, {sv.get('workers')} worker(s), "
                        f"seed {sv.get('seed')}; phases: "
                        + ", ".join(f"{p['phase']} {p['status']} {p['wall_s']:.3f}s" for p in sv.get("phases", [])))
+            ex = sv.get("exact")
+            if ex:
+                found = "; it found a plan the rounded tables missed" if ex.get("improved") else ""
+                verdict = (f"the answer holds under the exact physics (to {ex['tolerance']:g} relative)"
+                           if ex.get("complete") else f"not finished ({ex.get('stopped')}): the answer is not proven")
+                out.append(f"  exact check: {ex['checked']} candidate(s) of the optimistic tables checked by the "
+                           f"verifier, {ex['learned']} fact(s) learned{found}; {verdict}")
             if sv.get("tie_breaks", "complete") != "complete":
                 out.append(f"  tie-breaks {sv['tie_breaks']}: the objective is optimal, but among equal plans this "
                            "one is not the canonical choice (raise --deterministic-time)")

@@ -16,6 +16,7 @@ from ortools.sat.python import cp_model
 
 from ..physics import KINDS, even_split
 from ..problem import Problem
+from .facts import facts_for
 from .options import Option, Units, capacity_MiB, cycle_bounds, rules_of, ttft_limit
 
 
@@ -79,8 +80,12 @@ def _expr(per_layer: dict[str, int], const: int, counts: dict[str, cp_model.Line
     return sum(per_layer[k] * counts[k] for k in KINDS if per_layer[k] and k in counts) + const
 
 
-def build_model(problem: Problem, options: list[Option], diagnose: bool = False) -> BuiltModel:
-    """Build the model over ``options``. With ``diagnose`` every guard is a free literal."""
+def build_model(problem: Problem, options: list[Option], diagnose: bool = False, facts: list | None = None
+                ) -> BuiltModel:
+    """Build the model over ``options``. With ``diagnose`` every guard is a free literal.
+
+    The problem's learned facts are added, and ``facts`` (local cuts of one search) with them.
+    """
     m = cp_model.CpModel()
     arch = problem.arch
     kinds = arch.layer_kinds()
@@ -151,8 +156,8 @@ def build_model(problem: Problem, options: list[Option], diagnose: bool = False)
             for s, n in enumerate(even_split(n_layers, o.cfg.pp)):
                 m.add(sum(x[l][s] for l in range(n_layers)) == n).only_enforce_if([lit, g])
 
-    cap = capacity_MiB(problem)
     units = options[0].units if options else Units()
+    cap = capacity_MiB(problem, units)
     limit_ttft = ttft_limit(problem, units)
     for o, lit in zip(options, opt, strict=True):
         bounds = cycle_bounds(problem, o)
@@ -168,11 +173,38 @@ def build_model(problem: Problem, options: list[Option], diagnose: bool = False)
                 ttft = o.ttft_const_t + o.cfg.pp * _expr(*st.dec_t, c)
                 m.add(ttft <= limit_ttft).only_enforce_if([lit, guard("slo.ttft_ms")])
 
+    _fact_clauses(m, [*problem.learned, *(facts or [])], options, opt, x, counts, guard)
+
     built = BuiltModel(m, options, opt, x, stage, used, guards, max_pp=max_pp, counts=counts, problem=problem)
     built.rank = sum(o.index * lit for o, lit in zip(options, opt, strict=True))
     # Front-loaded splits first: a deterministic, lexicographic preference among equal plans.
     built.split_key = sum(stage[l] for l in range(n_layers))
     return built
+
+
+def _fact_clauses(m, facts: list, options: list[Option], opt, x, counts, guard) -> None:
+    """Learned facts (:mod:`solver.search.facts`), each behind the guard of its rule."""
+    if not facts:
+        return
+    below: dict[tuple[int, str, int], cp_model.IntVar] = {}
+
+    def fewer(s: int, k: str, n: int) -> cp_model.IntVar:
+        # A literal equivalent to "stage s holds fewer than n layers of kind k".
+        if (s, k, n) not in below:
+            b = m.new_bool_var(f"n[{s},{k}]<{n}")
+            m.add(counts[s][k] <= n - 1).only_enforce_if(b)
+            m.add(counts[s][k] >= n).only_enforce_if(b.Not())
+            below[(s, k, n)] = b
+        return below[(s, k, n)]
+
+    for o, lit in zip(options, opt, strict=True):
+        for f in facts_for(facts, o.cfg, o.batch):
+            if f.split is not None:
+                stage_of = [s for s, n in enumerate(f.split) for _ in range(n)]
+                escape = [x[l][s].Not() for l, s in enumerate(stage_of)]
+            else:
+                escape = [fewer(f.stage, k, n) for k, n in f.counts if n > 0 and k in counts[f.stage]]
+            m.add_bool_or([lit.Not(), guard(f.rule).Not(), *escape])
 
 
 def _bound_clauses(m, o: Option, lit, guard) -> None:
@@ -196,20 +228,23 @@ def _stage_quantity(problem: Problem, o: Option, s: int, name: str, c: dict) -> 
     if name == "ttft":
         return o.ttft_const_t + o.cfg.pp * _expr(*st.dec_t, c)
     per_request = o.cfg.dp * o.batch
+    up = not o.units.optimistic
     if name == "inv_rate":  # time units per request of the whole deployment
-        return _expr(*_scaled_table(st.cycle_t, 1, per_request), c)
+        return _expr(*_scaled_table(st.cycle_t, per_request, up), c)
     if name == "inv_tok":  # time units per output token of the whole deployment
         out_tok = problem.instance.workload.output_tokens
-        return _expr(*_scaled_table(st.cycle_t, 1, per_request * out_tok), c)
+        return _expr(*_scaled_table(st.cycle_t, per_request * out_tok, up), c)
     if name.startswith("mem["):
         return _expr(*st.mem_MiB, c)
     raise KeyError(name)
 
 
-def _scaled_table(table: tuple[dict[str, int], int], num: int, den: int) -> tuple[dict[str, int], int]:
-    """A cost table times ``num / den``, each coefficient rounded up (a conservative value)."""
+def _scaled_table(table: tuple[dict[str, int], int], den: int, up: bool) -> tuple[dict[str, int], int]:
+    """A cost table divided by ``den``, each coefficient rounded up (conservative) or down (optimistic)."""
     per, const = table
-    return {k: -(-v * num // den) for k, v in per.items()}, -(-const * num // den)
+    if up:
+        return {k: -(-v // den) for k, v in per.items()}, -(-const // den)
+    return {k: v // den for k, v in per.items()}, const // den
 
 
 def _upper_bound(options: list[Option], name: str, kinds: tuple[str, ...]) -> int:

@@ -2,7 +2,11 @@
 
 DESIGN rule 1: tables, not products. Every (tp, pp, dp, ep, weights, kv_cache, batch) candidate is
 enumerated here with its per-stage linear costs from :mod:`solver.physics`, rounded to integers in
-the conservative direction (demands up, capacities down). CP-SAT picks one with ``add_exactly_one``.
+the conservative direction (demands up, capacities down): every model solution is then a plan the
+exact physics accepts. The optimistic tables (demands down, capacities up, ``Units.optimistic``)
+accept every plan the physics accepts; :mod:`solver.search.exact` sandwiches the two so that neither
+a near-boundary plan nor a proof of infeasibility depends on the rounding. CP-SAT picks one option
+with ``add_exactly_one``.
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ from ..physics import (
     weight_dtype_supported,
 )
 from ..problem import BATCH_LEVELS, RATE_LEVELS, Problem
+from ..verify import REL_TOLERANCE
 
 MiB = 2**20
 # CP-SAT misjudges models whose coefficients and bounds reach ~1e11 (a feasible model reported
 # INFEASIBLE once its objective was minimised; reproduced with 70B on 32 T4 stages). Time units
 # are therefore chosen per enumeration so that every table value stays below this magnitude.
 MAX_TABLE_VALUE = 2e9
+# The verifier accepts a value up to this relative amount over its limit (float noise); the
+# optimistic capacities and every float pre-filter here include it, so none is stricter than it.
+VERIFY_TOLERANCE = REL_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -35,12 +43,22 @@ class Units:
     """Integer scales of one enumeration (DESIGN rule 2), recorded so values convert back.
 
     ``time_per_s``: time units per second (1e9 = nanoseconds, coarser for slow instances);
-    ``z_per_s``: units per GPU-second per output token of the throughput objective.
-    Memory is in MiB.
+    ``z_per_s``: units per GPU-second per output token of the throughput objective;
+    ``optimistic``: demands round down and capacities up (a relaxation of the exact physics)
+    instead of the conservative opposite. Memory is in MiB.
     """
 
     time_per_s: float = 1e9
     z_per_s: float = 1e12
+    optimistic: bool = False
+
+    def demand(self, x: float) -> int:
+        """A demand (memory, time) as an integer, on this rounding's side of the exact value."""
+        return int(math.floor(x)) if self.optimistic else ceil_int(x)
+
+    def capacity(self, x: float) -> int:
+        """A limit as an integer. Optimistic: up, past the verifier's relative tolerance too."""
+        return int(math.ceil(x * (1 + VERIFY_TOLERANCE))) if self.optimistic else int(math.floor(x))
 
     def time_ms(self, raw: float) -> float:
         return raw / self.time_per_s * 1e3
@@ -66,7 +84,7 @@ class Units:
         raise KeyError(quantity)
 
 
-def _units_for(coefs: list[StageCoefficients], problem: Problem) -> Units:
+def _units_for(coefs: list[StageCoefficients], problem: Problem, optimistic: bool) -> Units:
     """The finest power-of-ten units that keep the largest possible table value below MAX_TABLE_VALUE."""
     kinds = problem.arch.layer_kinds()
     n = {k: kinds.count(k) for k in KINDS}
@@ -86,7 +104,7 @@ def _units_for(coefs: list[StageCoefficients], problem: Problem) -> Units:
         time_per_s /= 10
     while worst_z * z_per_s > MAX_TABLE_VALUE and z_per_s > 1:
         z_per_s /= 10
-    return Units(time_per_s, z_per_s)
+    return Units(time_per_s, z_per_s, optimistic)
 
 
 # Rule families. Each one is a guard literal in the CP-SAT model (DESIGN rule 3).
@@ -240,7 +258,7 @@ def _fits_somewhere(problem: Problem, coef: StageCoefficients) -> bool:
     kinds = a.layer_kinds()
     total = sum(coef.mem_per_layer[k] * kinds.count(k) for k in KINDS)
     total += coef.mem_first + coef.mem_last + coef.cfg.pp * coef.mem_const
-    return total <= coef.cfg.pp * problem.ctx.capacity_bytes
+    return total <= coef.cfg.pp * problem.ctx.capacity_bytes * (1 + VERIFY_TOLERANCE)
 
 
 def configs(problem: Problem, include_illegal: bool, only_gpus: int | None = None) -> list[Config]:
@@ -279,15 +297,16 @@ def build_int_stages(problem: Problem, coef: StageCoefficients, units: Units) ->
     zscale = cfg.gpus / (batch * cfg.dp * out_tok) * units.z_per_s
     kinds = problem.arch.layer_kinds()
     # Per-layer coefficients are the same on every stage; only the stage constants differ.
-    mem_k = {k: ceil_int(coef.mem_per_layer[k] / MiB) for k in KINDS}
+    R = units.demand
+    mem_k = {k: R(coef.mem_per_layer[k] / MiB) for k in KINDS}
     cyc_layer = {k: batch * coef.pf_work_per_layer[k] + out_tok * pp * coef.dec_per_layer[k] for k in KINDS}
-    cyc_k = {k: ceil_int(v * T) for k, v in cyc_layer.items()}
-    dec_k = {k: ceil_int(coef.dec_per_layer[k] * T) for k in KINDS}
-    z_k = {k: ceil_int(v * zscale) for k, v in cyc_layer.items()}
+    cyc_k = {k: R(v * T) for k, v in cyc_layer.items()}
+    dec_k = {k: R(coef.dec_per_layer[k] * T) for k in KINDS}
+    z_k = {k: R(v * zscale) for k, v in cyc_layer.items()}
     stages = []
     for s in range(pp):
         first, last = s == 0, s == pp - 1
-        mem_c = ceil_int(((coef.mem_first if first else 0) + (coef.mem_last if last else 0) + coef.mem_const) / MiB)
+        mem_c = R(((coef.mem_first if first else 0) + (coef.mem_last if last else 0) + coef.mem_const) / MiB)
         send_pf = 0.0 if last else coef.send_pf[s]
         send_dec = 0.0 if last else coef.send_dec[s]
         cyc_const = (batch * ((coef.pf_work_last if last else 0) + send_pf)
@@ -295,17 +314,18 @@ def build_int_stages(problem: Problem, coef: StageCoefficients, units: Units) ->
         dec_const = (coef.dec_last if last else 0) + coef.dec_const + send_dec
         stages.append(IntStage(
             mem_MiB=(mem_k, mem_c),
-            cycle_t=(cyc_k, ceil_int(cyc_const * T)),
-            dec_t=(dec_k, ceil_int(dec_const * T)),
-            zcost=(z_k, ceil_int(cyc_const * zscale)),
+            cycle_t=(cyc_k, R(cyc_const * T)),
+            dec_t=(dec_k, R(dec_const * T)),
+            zcost=(z_k, R(cyc_const * zscale)),
         ))
     pf_total = (coef.request_s + sum(coef.pf_lat_per_layer[k] * kinds.count(k) for k in KINDS) + coef.pf_lat_last
                 + sum(coef.send_pf))
-    return stages, ceil_int(pf_total * T)
+    return stages, R(pf_total * T)
 
 
-def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus: int | None = None) -> list[Option]:
-    """All candidate options, in canonical order, with integer tables.
+def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus: int | None = None,
+                      optimistic: bool = False) -> list[Option]:
+    """All candidate options, in canonical order, with integer tables (``optimistic``: rounded the other way).
 
     Without ``include_illegal`` (a normal solve), options breaking a static rule or unable to fit
     in memory under any split are left out: their guards are fixed true anyway. Diagnosis keeps
@@ -340,7 +360,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
     out.sort(key=Option.rank_key)
     for i, opt in enumerate(out):
         opt.index = i
-    return with_units(problem, out)
+    return with_units(problem, out, optimistic)
 
 
 def _levels_that_can_carry(problem: Problem, cfg: Config, levels: list[int], coefficients) -> list[int]:
@@ -361,7 +381,7 @@ def _levels_that_can_carry(problem: Problem, cfg: Config, levels: list[int], coe
         pp = cfg.pp
         total = sum((b * c.pf_work_per_layer[k] + out_tok * pp * c.dec_per_layer[k]) * n[k] for k in KINDS)
         total += b * c.pf_work_last + out_tok * pp * (c.dec_last + pp * c.dec_const)
-        return cfg.dp * b * pp / total >= wl.request_rate * (1 - 1e-9)
+        return cfg.dp * b * pp / total >= wl.request_rate * (1 - VERIFY_TOLERANCE)
 
     lo, hi = 0, len(levels)
     while lo < hi:
@@ -373,13 +393,16 @@ def _levels_that_can_carry(problem: Problem, cfg: Config, levels: list[int], coe
     return levels[lo:]
 
 
-def with_units(problem: Problem, options: list[Option]) -> list[Option]:
+def with_units(problem: Problem, options: list[Option], optimistic: bool | None = None) -> list[Option]:
     """(Re)build the integer tables of ``options`` at the finest units their magnitudes allow.
 
     The planner calls it again after pruning: the options left are close to the optimum, so the
     units get finer and the rounding smaller than over every candidate of a large cluster.
+    ``optimistic`` None keeps the options' rounding.
     """
-    units = _units_for([o.coef for o in options], problem)
+    if optimistic is None:
+        optimistic = bool(options) and options[0].units.optimistic
+    units = _units_for([o.coef for o in options], problem, optimistic)
     tables: dict[tuple, tuple[list[IntStage], int]] = {}
     for opt in options:
         opt.units = units
@@ -410,13 +433,13 @@ def cycle_bounds(problem: Problem, opt: Option) -> dict[str, int]:
         bounds["slo.min_output_tokens_per_s_per_gpu"] = (
             cfg.dp * b * out_tok / (slo.min_output_tokens_per_s_per_gpu * cfg.gpus)
         )
-    return {k: int(v * opt.units.time_per_s) for k, v in bounds.items()}  # capacities round down
+    return {k: opt.units.capacity(v * opt.units.time_per_s) for k, v in bounds.items()}
 
 
 def ttft_limit(problem: Problem, units: Units) -> int | None:
-    """The TTFT target in time units, rounded down."""
+    """The TTFT target in time units, rounded as ``units`` round capacities."""
     slo = problem.instance.slo
-    return None if slo.ttft_ms is None else int(slo.ttft_ms * 1e-3 * units.time_per_s)
+    return None if slo.ttft_ms is None else units.capacity(slo.ttft_ms * 1e-3 * units.time_per_s)
 
 
 def bound_violations(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool]:
@@ -429,7 +452,7 @@ def bound_violations(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool
     kinds = problem.arch.layer_kinds()
     n_kind = {k: kinds.count(k) for k in KINDS}
     pp = o.cfg.pp
-    cap = capacity_MiB(problem)
+    cap = capacity_MiB(problem, o.units)
     out: list[str] = []
 
     def bounds_of(name: str) -> tuple[list[int], int]:
@@ -455,6 +478,6 @@ def bound_violations(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool
     return tuple(out), sum_exceeds
 
 
-def capacity_MiB(problem: Problem) -> int:
-    """Usable memory per GPU in MiB, rounded down."""
-    return int(math.floor(problem.ctx.capacity_bytes / MiB))
+def capacity_MiB(problem: Problem, units: Units) -> int:
+    """Usable memory per GPU in MiB, rounded as ``units`` round capacities."""
+    return units.capacity(problem.ctx.capacity_bytes / MiB)

@@ -10,28 +10,14 @@ from ortools.sat.python import cp_model
 from ..problem import Problem
 from ..verify import Evaluation, Placement, evaluate
 from .decode import decode
+from .exact import exact_value, learn, refine
 from .model import BuiltModel, build_model
 from .objectives import exact_objective, objective_chain, objective_value
 from .options import Option, Units, enumerate_options, with_units
+from .params import SolveParams, VerificationError, configured_solver, status_name
 from .witness import best_even_split, option_lower_bound, split_values, witness
 
-
-class VerificationError(AssertionError):
-    """A decoded plan failed the solver-independent check: a bug, never a result."""
-
-
-@dataclass(frozen=True)
-class SolveParams:
-    """CP-SAT parameters (defaults are deterministic: one worker, fixed seed)."""
-
-    time_limit_s: float = 60.0
-    workers: int = 1
-    seed: int = 0
-    # A limit per solve phase in CP-SAT's deterministic units (roughly seconds of one core): the same
-    # instance reaches the same point of every phase however loaded the machine; the wall-clock
-    # limit is only a safety net. A phase that stops at its limit is reported, never hidden.
-    deterministic_time: float | None = 30.0
-    probing_level: int = 0  # CP-SAT cp_model_probing_level (its default is 2)
+__all__ = ["PlanResult", "SolveParams", "VerificationError", "feasible_plan", "plan"]
 
 
 @dataclass
@@ -56,19 +42,8 @@ class PlanResult:
     # Tie-break phases that stopped at their limit: the objective is optimal, the choice among
     # equal plans is then the last phase's best, not the canonical one.
     incomplete: list[str] = field(default_factory=list)
-
-
-def _params(p: SolveParams, time_limit: float) -> cp_model.CpSolver:
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.01, time_limit)
-    solver.parameters.num_workers = p.workers
-    solver.parameters.random_seed = p.seed
-    # Presolve probing costs a flat second on larger option tables and never paid off here
-    # (benchmarks/solver_speed.py measures both settings).
-    solver.parameters.cp_model_probing_level = p.probing_level
-    if p.deterministic_time is not None:
-        solver.parameters.max_deterministic_time = p.deterministic_time
-    return solver
+    # The exact check of the answer (solver.search.exact.Refinement.summary); empty when not run.
+    exact: dict = field(default_factory=dict)
 
 
 def _hint(built: BuiltModel, opt: Option, split: list[int]) -> None:
@@ -85,44 +60,53 @@ def _hint(built: BuiltModel, opt: Option, split: list[int]) -> None:
         m.add_hint(built.used[s], s < len(split))
 
 
-def _status_name(code: int) -> str:
-    return {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible", cp_model.INFEASIBLE: "infeasible",
-            cp_model.MODEL_INVALID: "invalid"}.get(code, "unknown")
-
-
 def feasible_plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | None = None) -> PlanResult:
     """Any verified placement, not necessarily optimal (repairs ask "does this change suffice?").
 
     The best even split, when it meets every rule, is the answer without a solve; otherwise one
-    CP-SAT feasibility solve decides. Status "feasible" or "infeasible".
+    CP-SAT feasibility solve decides, and when the conservative tables admit nothing the
+    optimistic ones are asked too (:mod:`solver.search.exact`). Status "feasible", "infeasible"
+    or "unknown" (the exact check gave up).
     """
     params = params or SolveParams()
     if problem.instance.slo.percentile_targets():
         # A percentile target is only known by simulation: search with lazy cuts.
         return plan(problem, params, only_gpus=only_gpus, tie_breaks=False)
     t0 = time.perf_counter()
-    options = [o for o in enumerate_options(problem, only_gpus=only_gpus)
-               if not o.bound_violations and not o.memory_sum_exceeds]
-    result = PlanResult(status="infeasible", options_considered=len(options), options_in_model=len(options))
+    enumerated = enumerate_options(problem, only_gpus=only_gpus)
+    options = [o for o in enumerated if not o.bound_violations and not o.memory_sum_exceeds]
+    result = PlanResult(status="infeasible", options_considered=len(enumerated), options_in_model=len(options))
+    placement = None
     if options:
         hint = best_even_split(problem, options) or witness(problem, options)
         if hint is not None:
             placement = Placement(hint[0].cfg, hint[0].batch, tuple(hint[1]))
         else:
             built = build_model(problem, options)
-            solver = _params(params, params.time_limit_s)
-            code = solver.solve(built.model)
-            status = _status_name(code)
-            if status not in ("optimal", "feasible"):
-                result.status = "infeasible" if status == "infeasible" else "unknown"
+            solver = configured_solver(params, params.time_limit_s)
+            status = status_name(solver.solve(built.model))
+            if status in ("optimal", "feasible"):
+                placement, _ = decode(built, solver)
+            elif status != "infeasible":
+                result.status = "unknown"
                 result.time_s = time.perf_counter() - t0
                 return result
-            placement, _ = decode(built, solver)
+    if placement is not None:
         ev = evaluate(problem, placement)
         if not ev.feasible:
             raise VerificationError(f"plan {placement} fails verification: {[r.rule for r in ev.failed()]}")
-        result.status, result.placement, result.evaluation = "feasible", placement, ev
-        result.objective = exact_objective(problem, ev)
+    else:
+        # Nothing under the conservative tables: only the optimistic model can show the problem is infeasible.
+        ref = refine(problem, params, enumerated, None, [objective_chain(problem)[0]])
+        result.exact = ref.summary()
+        result.phases.extend(ref.phases)
+        if ref.placement is None:
+            result.status = "infeasible" if ref.complete else "unknown"
+            result.time_s = time.perf_counter() - t0
+            return result
+        placement, ev = ref.placement, ref.evaluation
+    result.status, result.placement, result.evaluation = "feasible", placement, ev
+    result.objective = exact_objective(problem, ev)
     result.time_s = time.perf_counter() - t0
     return result
 
@@ -136,20 +120,87 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
     the plan is optimal, but among equal plans the choice is the solver's (still deterministic).
 
     Percentile targets are lazy (DESIGN rule 10): each plan CP-SAT returns is simulated, and one
-    that misses a percentile is cut (a no-good on its option and split) before the search resumes,
-    until a plan passes, none is left (``infeasible``, the candidates in ``result.lazy``) or
-    ``simulation.max_candidates`` plans were tried (``unknown``).
+    that misses a percentile is cut (a learned fact on its configuration and split) before the
+    search resumes, until a plan passes, none is left (``infeasible``, the candidates in
+    ``result.lazy``) or ``simulation.max_candidates`` plans were tried (``unknown``).
+
+    The conservative answer is then made exact (:func:`solver.search.exact.refine`): "optimal" and
+    "infeasible" hold under the exact physics, whatever the integer tables' rounding.
     """
     params = params or SolveParams()
     t0 = time.perf_counter()
-    options = enumerate_options(problem, only_gpus=only_gpus)
-    result = PlanResult(status="infeasible", options_considered=len(options))
+    enumerated = enumerate_options(problem, only_gpus=only_gpus)
+    result = PlanResult(status="infeasible", options_considered=len(enumerated))
+    primary, *chain = objective_chain(problem)
+    exact_chain = [primary, *chain[:1]] if primary == "gpus" and tie_breaks else [primary]
     # Every rule binds in a solve, so an option that breaks one under every split is out.
-    options = [o for o in options if not o.bound_violations and not o.memory_sum_exceeds]
-    if not options:
+    options = [o for o in enumerated if not o.bound_violations and not o.memory_sum_exceeds]
+    solved = _conservative(problem, options, params, primary, chain if tie_breaks else [], result) if options else None
+    if solved is None and (result.status != "infeasible" or result.lazy.get("budget_exhausted")):
+        result.time_s = time.perf_counter() - t0
+        return result  # unknown: the conservative search itself did not finish
+    if solved is not None and result.status != "optimal":
+        # The primary is not proven even under the conservative tables: a plan, labelled so.
+        placement, ev, best_raw, bound_raw, units = solved
+        _record(problem, result, placement, ev, best_raw, bound_raw, units, primary)
         result.time_s = time.perf_counter() - t0
         return result
-    primary, *chain = objective_chain(problem)
+    ref = refine(problem, params, enumerated, None if solved is None else solved[:2], exact_chain)
+    result.exact = ref.summary()
+    result.phases.extend(ref.phases)
+    if ref.tie_break_incomplete:
+        result.incomplete.append(f"exact:{exact_chain[-1]}")
+    if ref.placement is None:
+        result.status = "infeasible" if ref.complete else "unknown"
+        if result.status == "infeasible" and result.lazy.get("candidates"):
+            result.lazy["exhausted"] = True
+        result.time_s = time.perf_counter() - t0
+        return result
+    if ref.improved:
+        # A plan the conservative tables missed: its values are the physics' own (no rounding to check).
+        ev = ref.evaluation
+        units = (options or enumerated)[0].units
+        raw = exact_value(units, primary, ev)
+        solved = (ref.placement, ev, raw, raw, units)
+    placement, ev, best_raw, bound_raw, units = solved
+    result.status = "optimal" if ref.complete else "feasible"
+    _record(problem, result, placement, ev, best_raw, bound_raw, units, primary, check=not ref.improved)
+    if ref.improved or not ref.complete:
+        result.bound = None if not ref.complete else result.objective
+        result.gap = None if not ref.complete else 0.0
+    result.time_s = time.perf_counter() - t0
+    return result
+
+
+def _record(problem: Problem, result: PlanResult, placement: Placement, ev: Evaluation, best_raw: float,
+            bound_raw: float, units: Units, primary: str, check: bool = True) -> None:
+    """Fill ``result`` from a verified plan; with ``check``, compare the model's objective with the physics'."""
+    exact = exact_objective(problem, ev)
+    model_value = objective_value(problem, units, best_raw)
+    # Each stage value rounds at most one unit per term (its layers and its constant) upwards.
+    rounding = (problem.arch.layers + 2) / max(best_raw, 1.0)
+    if check and primary != "gpus" and abs(exact - model_value) > (rounding + 1e-6) * abs(exact):
+        raise VerificationError(
+            f"CP-SAT objective {model_value} and exact evaluation {exact} differ beyond integer rounding "
+            f"({rounding:.2e} relative)")
+    result.placement = placement
+    result.evaluation = ev
+    result.objective = exact
+    result.objective_raw = int(round(best_raw))
+    result.units = units
+    result.bound = objective_value(problem, units, bound_raw)
+    # The solver's own gap, in model units (the exact objective differs from the model's by rounding).
+    result.gap = abs(best_raw - bound_raw) / abs(best_raw) if best_raw else 0.0
+    result.binding = binding_rules(ev)
+
+
+def _conservative(problem: Problem, options: list[Option], params: SolveParams, primary: str, chain: list[str],
+                  result: PlanResult):
+    """The search on the conservative tables, with the lazy percentile loop.
+
+    Returns (placement, evaluation, primary value, bound, units) with ``result.status`` "optimal"
+    or "feasible", or None with it "infeasible" or "unknown".
+    """
     lazy = bool(problem.instance.slo.percentile_targets())
     hint = best_even_split(problem, options)
     if hint is not None and not lazy:
@@ -173,14 +224,10 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
         options = with_units(problem, options)
         options = [o for o in options if not o.bound_violations and not o.memory_sum_exceeds]
     result.options_in_model = len(options)
-    cuts: list[tuple[int, tuple[int, ...]]] = []
     while True:
-        solved = _solve(problem, options, hint, cuts, params, primary, chain if tie_breaks else [], result, t0)
+        solved = _solve(problem, options, hint, params, primary, chain, result)
         if solved is None:
-            result.time_s = time.perf_counter() - t0
-            if result.status == "infeasible" and cuts:
-                result.lazy["exhausted"] = True
-            return result
+            return None
         placement, option, best_raw, bound_raw, proven = solved
         ev = evaluate(problem, placement)
         linear_ok = all(r.passed for r in ev.requirements if r.rule not in percentile_rules(problem))
@@ -188,43 +235,18 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
             failed = "; ".join(r.statement for r in ev.failed())
             raise VerificationError(f"decoded plan {placement} fails verification: {failed}")
         if ev.feasible:
-            break
-        # A percentile target missed: record the candidate, cut it, search on.
+            result.status = "optimal" if proven else "feasible"
+            return placement, ev, best_raw, bound_raw, options[0].units
+        # A percentile target missed: record the candidate, learn it (a no-good on its split; at a
+        # request rate on every level of its configuration), search on.
         result.lazy.setdefault("candidates", []).append(
             {"strategy": placement.strategy(ev.max_num_seqs), "layers_per_stage": list(placement.layers_per_stage),
              "failed": {r.rule: r.value for r in ev.failed()}})
-        # At a request rate the simulation depends on the configuration, the split and the engine's
-        # cap, not on the batch level (the load sets the batch), so every level of this configuration
-        # fails the same way on this split: all of them are cut at once.
-        same = [o.index for o in options if o.cfg == option.cfg] \
-            if problem.instance.workload.mode == "request_rate" else [option.index]
-        cuts.extend((index, tuple(placement.layers_per_stage)) for index in same)
+        problem.learned.extend(learn(problem, placement, ev))
         if len(result.lazy["candidates"]) >= problem.instance.simulation.max_candidates:
             result.status = "unknown"
             result.lazy["budget_exhausted"] = True
-            result.time_s = time.perf_counter() - t0
-            return result
-    exact = exact_objective(problem, ev)
-    units = options[0].units
-    model_value = objective_value(problem, units, best_raw)
-    # Each stage value rounds at most one unit per term (its layers and its constant) upwards.
-    rounding = (problem.arch.layers + 2) / max(best_raw, 1.0)
-    if primary != "gpus" and abs(exact - model_value) > (rounding + 1e-6) * abs(exact):
-        raise VerificationError(
-            f"CP-SAT objective {model_value} and exact evaluation {exact} differ beyond integer rounding "
-            f"({rounding:.2e} relative)")
-    result.status = "optimal" if proven else "feasible"
-    result.placement = placement
-    result.evaluation = ev
-    result.objective = exact
-    result.objective_raw = int(round(best_raw))
-    result.units = units
-    result.bound = objective_value(problem, units, bound_raw)
-    # The solver's own gap, in model units (the exact objective differs from the model's by rounding).
-    result.gap = abs(best_raw - bound_raw) / abs(best_raw) if best_raw else 0.0
-    result.binding = binding_rules(ev)
-    result.time_s = time.perf_counter() - t0
-    return result
+            return None
 
 
 def percentile_rules(problem: Problem) -> set[str]:
@@ -232,9 +254,9 @@ def percentile_rules(problem: Problem) -> set[str]:
     return set(problem.instance.slo.percentile_targets())
 
 
-def _solve(problem: Problem, options: list[Option], hint, cuts: list[tuple[int, tuple[int, ...]]],
-           params: SolveParams, primary: str, chain: list[str], result: PlanResult, t0: float):
-    """One CP-SAT search over ``options`` minus the ``cuts``: the primary, then the tie-breaks.
+def _solve(problem: Problem, options: list[Option], hint, params: SolveParams, primary: str, chain: list[str],
+           result: PlanResult):
+    """One CP-SAT search over ``options`` (less what the problem has learned): the primary, then the tie-breaks.
 
     Returns (placement, option, primary value, bound, proven) or None (``result.status`` set).
     """
@@ -243,19 +265,13 @@ def _solve(problem: Problem, options: list[Option], hint, cuts: list[tuple[int, 
     if invalid:
         raise AssertionError(f"CP-SAT model invalid: {invalid}")
     m = built.model
-    by_index = {o.index: lit for o, lit in zip(built.options, built.opt, strict=True)}
-    for index, split in cuts:
-        if index not in by_index or len(split) > built.max_pp:
-            continue
-        stage_of = [s for s, n in enumerate(split) for _ in range(n)]
-        m.add_bool_or([by_index[index].Not(), *(built.x[l][st].Not() for l, st in enumerate(stage_of))])
-    if hint is not None and (hint[0].index, tuple(hint[1])) not in cuts:
+    if hint is not None and split_values(problem, hint[0], hint[1]) is not None:
         _hint(built, hint[0], hint[1])
     pvar = built.objective(primary)
     m.minimize(pvar)
-    solver = _params(params, params.time_limit_s)
+    solver = configured_solver(params, params.time_limit_s)
     code = solver.solve(m)
-    status = _status_name(code)
+    status = status_name(code)
     result.phases.append({"phase": "primary", "status": status, "wall_s": solver.wall_time})
     if status in ("infeasible", "unknown", "invalid"):
         result.status = "infeasible" if status == "infeasible" else "unknown"
@@ -274,9 +290,9 @@ def _solve(problem: Problem, options: list[Option], hint, cuts: list[tuple[int, 
         for name, expr in exprs:
             _hint_from(built, solver)
             m.minimize(expr)
-            s2 = _params(params, params.time_limit_s)
+            s2 = configured_solver(params, params.time_limit_s)
             code2 = s2.solve(m)
-            st2 = _status_name(code2)
+            st2 = status_name(code2)
             result.phases.append({"phase": name, "status": st2, "wall_s": s2.wall_time})
             if st2 not in ("optimal", "feasible"):
                 result.incomplete.append(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..physics import even_split, stage_counts
 from ..problem import Problem
+from .facts import facts_for
 from .objectives import objective_chain
 from .options import Option, capacity_MiB, cycle_bounds, ttft_limit
 
@@ -22,8 +23,11 @@ def split_values(problem: Problem, o: Option, split: list[int], rules: frozenset
     """
 
     enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
-    vals = evaluate_int(o, stage_counts(problem.arch.layer_kinds(), split))
-    cap = capacity_MiB(problem)
+    counts = stage_counts(problem.arch.layer_kinds(), split)
+    if any(enforce(f.rule) and f.broken_by(split, counts) for f in facts_for(problem.learned, o.cfg, o.batch)):
+        return None  # the exact physics already rejected this split
+    vals = evaluate_int(o, counts)
+    cap = capacity_MiB(problem, o.units)
     if any(v["mem"] > cap for s, v in enumerate(vals) if enforce(f"mem_cap[stage={s}]")):
         return None
     bounds = [b for r, b in cycle_bounds(problem, o).items() if enforce(r)]
@@ -128,7 +132,6 @@ def witness(problem: Problem, options: list[Option], rules: frozenset[str] | Non
     """
 
     layers = problem.arch.layers
-    cap = capacity_MiB(problem)
     enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
     pinned = problem.pins.layers_per_stage
     even_only = not problem.search.uneven_layers and enforce("search.uneven_layers")
@@ -137,7 +140,7 @@ def witness(problem: Problem, options: list[Option], rules: frozenset[str] | Non
             candidates = [list(pinned)]
         else:
             candidates = [even_split(layers, o.cfg.pp)]
-            filled = None if even_only else _memory_filled_split(o, layers, cap, rules)
+            filled = None if even_only else _memory_filled_split(o, layers, capacity_MiB(problem, o.units), rules)
             if filled is not None and filled != candidates[0]:
                 candidates.append(filled)
         for split in candidates:
