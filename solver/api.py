@@ -29,6 +29,7 @@ from .input.strategy import parse_strategy
 from .problem import Problem, build_problem, parse_instance
 from .report import document, render_text, to_json
 from .search.objectives import OBJECTIVE_UNITS, exact_objective
+from .search.params import with_deadline
 from .search.planner import PlanResult, SolveParams
 from .search.planner import plan as _plan
 from .verify import Evaluation, complete_strategy, evaluate
@@ -136,7 +137,7 @@ def plan(problem: Problem, params: SolveParams | None = None) -> Report:
     Pinned fields (the instance's ``strategy``) constrain the search, and the report then compares
     the plan with the unpinned optimum. Exit codes as the CLI's: 0 plan, 1 infeasible, 3 unknown.
     """
-    params = params or SolveParams()
+    params = with_deadline(params or SolveParams())
     result = _plan(problem, params)
     solver_info = {
         "mode": "solve",
@@ -189,7 +190,7 @@ def verify_strategy(problem: Problem, strategy: str | dict[str, Any] | None = No
     when nothing under the pins passes, and are listed under ``strategy_defaults``. A failing proposal carries a
     proof of why. Exit code 0 when it passes, 1 when it fails.
     """
-    params = params or SolveParams()
+    params = with_deadline(params or SolveParams())
     if strategy is not None:
         problem = with_pins(problem, strategy)
     # The fields not given are the best under the pins (the planner with the pins as constraints);
@@ -221,12 +222,13 @@ def diagnose(problem: Problem, params: SolveParams | None = None) -> dict[str, A
     :func:`plan` calls it by itself when nothing is feasible; call it directly to explain why a set
     of requirements (pins included) cannot hold together.
     """
-    return _diagnose(problem, params or SolveParams())
+    return _diagnose(problem, with_deadline(params or SolveParams()))
 
 
 def solve_file(path: str, strategy: str | None = None, objective: str | None = None,
                params: SolveParams | None = None) -> Report:
     """What ``solve FILE`` does: plan the instance, or verify ``strategy`` on it."""
+    params = with_deadline(params or SolveParams())  # the limit counts from here, loading included
     problem = load_instance(path, objective=objective)
     if strategy is not None:
         return verify_strategy(problem, strategy, params)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ortools.sat.python import cp_model
-
 from ..physics import (
     GB,
     WEIGHT_BYTES,
@@ -25,10 +23,8 @@ from ..physics import (
     weight_dtype_supported,
 )
 from ..problem import Problem
-from ..search.decode import decode
-from ..search.model import BuiltModel
 from ..search.options import VERIFY_TOLERANCE
-from ..verify import evaluate
+from ..verify import Placement, evaluate
 from .oracle import Oracle
 
 _QUANTITY = {
@@ -94,14 +90,13 @@ _UNITS = {"gpus": "GPUs", "cycle": "ms TPOT", "ttft": "ms TTFT", "inv_rate": "re
           "z": "output tokens/s per GPU"}
 
 
-def _example(problem: Problem, built: BuiltModel, solver: cp_model.CpSolver, others: list[str]) -> tuple[str, bool]:
+def _example(problem: Problem, placement: Placement, others: list[str]) -> tuple[str, bool]:
     """The example plan behind a member's number, and whether the verifier accepts it under ``others``.
 
     Says so when it breaks a memory cap (not enforced by the bound), with the exact figures.
     """
-    placement, chosen = decode(built, solver)
     split = placement.layers_per_stage
-    text = f"{chosen.cfg.label()}, max_num_seqs {chosen.batch}, layers {'+'.join(map(str, split))}"
+    text = f"{placement.cfg.label()}, max_num_seqs {placement.batch}, layers {'+'.join(map(str, split))}"
     ev = evaluate(problem, placement, simulate=False)
     worst = max(ev.stages, key=lambda st: st.memory_GiB["total"])
     if worst.memory_GiB["total"] > ev.capacity_GiB * (1 + VERIFY_TOLERANCE):
@@ -135,7 +130,6 @@ def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[d
             out.append(entry)
             continue
         found = oracle.best(others, quantity)
-        built, solver = found.built, found.solver
         out_tok = problem.instance.workload.output_tokens
         units = oracle.options[0].units
         best = None if found.raw is None else units.to_user(quantity, found.raw, out_tok)
@@ -148,7 +142,7 @@ def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[d
             entry["numbers"]["bound"] = None if bound is None else round(bound, 4)
             qual = (" [best found, not proven: the solve stopped at its limit"
                     + (f"; the bound is {bound:,.4g}" if bound is not None else "") + "]")
-        example, exact = ("", False) if best is None else _example(problem, built, solver, others)
+        example, exact = ("", False) if best is None else _example(problem, found.example(), others)
         # The oracle's tables round demands down: its minimum is a bound the exact physics can only
         # exceed ("at least"); it is the exact value when the verifier accepts the example.
         if rule.startswith("mem_cap"):

@@ -14,7 +14,7 @@ from typing import Any
 from ..problem import Problem
 from ..search.model import mem_rule
 from ..search.options import cycle_bounds, enumerate_options, rules_of
-from ..search.planner import SolveParams
+from ..search.params import SolveParams, with_deadline
 from .certificate import certificate, lower_bounds
 from .oracle import Oracle, minimal_conflict, rule_order
 from .repairs import attempt, repairs
@@ -43,11 +43,11 @@ def candidate_rules(problem: Problem, options: list) -> list[str]:
 def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool = True,
              time_limit: float = 20.0, max_conflicts: int = 3) -> dict[str, Any]:
     """The proof block of the JSON document for an infeasible problem (see module docstring)."""
-    params = params or SolveParams()
+    params = with_deadline(params or SolveParams())
     t0 = time.perf_counter()
     # Optimistic tables: a conflict is then infeasible under the exact physics (see Oracle).
     options = enumerate_options(problem, include_illegal=True, optimistic=True)
-    oracle = Oracle(problem, options, time_limit)
+    oracle = Oracle(problem, options, time_limit, params=params)
     names = candidate_rules(problem, options)
     proof: dict[str, Any] = {"lower_bounds": lower_bounds(problem)}
     state = oracle.feasible(names)
@@ -63,10 +63,16 @@ def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool 
                               "options": len(options)}
         return proof
     if state is None:
-        proof.update({"conflict": [], "conflicts": [], "minimal": False, "verified": False,
-                      "summary": "the diagnosis did not finish within its time limit"})
+        proof.update({"conflict": [], "conflicts": [], "minimal": False, "verified": False, "partial": True,
+                      "summary": ("the diagnosis did not finish within the command's time limit "
+                                  f"({params.time_limit_s:g} s)" if params.expired() else
+                                  "the diagnosis did not finish within its per-solve limits")})
         return proof
     first, minimal = minimal_conflict(oracle, names)
+    if not first:
+        # The deadline came before the deletion could start: all the rules together are proven
+        # infeasible (state is False), a conflict that is true but not shrunk.
+        first, minimal = sorted(names, key=rule_order), False
     conflicts = [(first, minimal, "")]
     # Further conflicts a person needs to see: the one left once the proposed pins are dropped
     # ("even without the pins ..."), and ones avoiding a member of the first.
@@ -79,7 +85,7 @@ def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool 
             seeds.append(([n for n in names if n != member], f"another conflict, without {member}"))
     seen = {frozenset(first)}
     for seed, why in seeds:
-        if len(conflicts) >= max_conflicts:
+        if len(conflicts) >= max_conflicts or params.expired():
             break
         more, ok = minimal_conflict(oracle, seed, max_solves=MAX_ALTERNATIVE_SOLVES)
         # A long alternative (every stage's memory cap, say) reads as noise next to the first.
@@ -100,6 +106,13 @@ def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool 
         proof["failed_requirements"] = [r.rule for r in evaluation.failed()]
     if with_repairs:
         proof["repairs"] = repairs(problem, sorted({r for c, _, _ in conflicts for r in c}, key=rule_order), params)
+    if oracle.stopped or params.expired():
+        # Every conflict shown is infeasible (each set kept was proven so); what the time limit cut
+        # short is named, never passed off as complete.
+        proof["partial"] = True
+        proof["partial_reason"] = (f"the command's time limit ({params.time_limit_s:g} s) ran out during the "
+                                   "diagnosis: minimality, certificates without numbers, further conflicts and "
+                                   "repairs marked 'not tried' were not finished")
     proof["time_s"] = round(time.perf_counter() - t0, 4)
     return proof
 

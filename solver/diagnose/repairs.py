@@ -31,9 +31,16 @@ def _outcome(change: str, kind: str, size: float, res, objective: str) -> dict[s
             "objective": res.objective, "objective_unit": OBJECTIVE_UNITS[objective]}
 
 
+def _not_tried(change: str, kind: str, size: float) -> dict[str, Any]:
+    return {"change": change, "kind": kind, "size": size, "verified": False,
+            "result": "not tried: the command's time limit ran out"}
+
+
 def attempt(problem: Problem, change: str, kind: str, size: float, update: dict[str, Any],
              params, objective: str | None = None) -> dict[str, Any]:
     """Solve the instance with ``update`` applied; a repair is verified when a plan comes back."""
+    if params.expired():
+        return _not_tried(change, kind, size)
     inst = problem.instance.model_copy(update=update, deep=True)
     if objective:
         inst = inst.model_copy(update={"objective": objective})
@@ -49,16 +56,20 @@ def _more_gpus(problem: Problem, params, gpu: Any = None, label: str | None = No
     """
 
     cl = problem.instance.cluster
+    name = label or problem.ctx.hw.gpu.name
+    if params.expired():
+        return _not_tried(f"more {name} GPUs", "gpus", 99)
     per_node = cl.gpus_per_node if gpu is None else max(cl.gpus_per_node, 8)
     nodes = max(1, MAX_REPAIR_GPUS // per_node)
     cluster = cl.model_copy(update={"nodes": nodes, "gpus_per_node": per_node,
                                     **({"gpu": gpu, "intra_node": None, "inter_node": None} if gpu else {})})
-    name = label or problem.ctx.hw.gpu.name
     relaxed = build_problem(problem.instance.model_copy(update={"cluster": cluster}, deep=True), problem.file)
     s = relaxed.search
     counts = sorted({tp * pp * dp for tp in s.tp for pp in s.pp for dp in s.dp if tp * pp * dp <= nodes * per_node})
     start = 1 if gpu else problem.ctx.hw.total_gpus + 1
     for n in (c for c in counts if c >= start):
+        if params.expired():
+            return _not_tried(f"more {name} GPUs (counts from {n} on)", "gpus", 99)
         res = feasible_plan(relaxed, params, only_gpus=n)
         if res.placement is not None:
             out = _outcome("", "gpus", 4, res, relaxed.instance.objective)
@@ -149,6 +160,8 @@ def _other_gpu_types(problem: Problem, params, prefix: str = "") -> list[dict[st
     for name in known_gpus():
         if name == problem.ctx.hw.gpu.name:
             continue
+        if params.expired():
+            break
         alt = _more_gpus(problem, params, gpu=name, label=name)
         if alt["verified"]:
             alternatives.append((alt["gpus"], resolve_gpu(name).memory_GiB, name, alt))
@@ -164,6 +177,8 @@ def _other_gpu_types(problem: Problem, params, prefix: str = "") -> list[dict[st
 def _best_slo(problem: Problem, rule: str, params) -> dict[str, Any]:
     """The best value of one target on this hardware with the other requirements kept."""
     inst = problem.instance
+    if params.expired():
+        return _not_tried(f"relax {rule}", "slo", 2.5)
     field = rule.split(".", 1)[1]
     objective = {"tpot_ms": "min_tpot", "ttft_ms": "min_ttft"}.get(field, "max_throughput_per_gpu")
     if rule == "workload.request_rate":

@@ -89,6 +89,10 @@ def boundary_link(ctx: Context, cfg: Config, stage: int) -> LinkSpec:
 
 def stage_counts(kinds: tuple[str, ...], layers_per_stage: list[int]) -> list[dict[str, int]]:
     """Layers of each kind on each stage for a contiguous split."""
+    present = set(kinds)
+    if len(present) == 1:  # one kind (most models): the counts are the split itself
+        (only,) = present
+        return [{k: n if k == only else 0 for k in KINDS} for n in layers_per_stage]
     out, start = [], 0
     for n in layers_per_stage:
         seg = kinds[start : start + n]

@@ -173,6 +173,8 @@ def render_proof(proof: dict[str, Any], md: bool = False) -> str:
     """The proof section of the text / Markdown report, readable without knowing CP-SAT."""
     h = (lambda t: f"\n## {t}") if md else (lambda t: f"\n{t}")
     out = [h("Proof of infeasibility")]
+    if proof.get("partial_reason"):
+        out.append(f"  PARTIAL: {proof['partial_reason']}")
     if not proof.get("conflict"):
         out.append(f"  {proof.get('summary', '')}")
     for k, conflict in enumerate(proof.get("conflicts") or []):
@@ -206,8 +208,9 @@ def render_proof(proof: dict[str, Any], md: bool = False) -> str:
     if reps:
         out.append(h("Repairs (each verified by solving the changed instance)"))
         for i, r in enumerate(reps, 1):
-            mark = "verified" if r["verified"] else "does not suffice"
-            out.append(f"  {i}. {r['change']} [{mark}]: {r['result']}")
+            mark = "verified" if r["verified"] else \
+                "not tried" if r["result"].startswith("not tried") else "does not suffice"
+            out.append(f"  {i}. {r['change']} [{mark}]" + ("" if mark == "not tried" else f": {r['result']}"))
             for alt in r.get("alternatives", []):
                 out.append(f"       also: {alt}")
     return "\n".join(out)

@@ -172,6 +172,8 @@ def refine(problem: Problem, params: SolveParams, options: list[Option], incumbe
             break
         cuts: list[Fact] = []
         while True:
+            if params.expired():
+                return _stop(out, i, "the command's time limit ran out")
             gpus = None if i == 0 or out.placement is None else out.placement.cfg.gpus
             if pool is None:
                 pool = optimistic_copies(problem, options)

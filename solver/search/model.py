@@ -17,7 +17,7 @@ from ortools.sat.python import cp_model
 from ..physics import KINDS, even_split
 from ..problem import Problem
 from .facts import facts_for
-from .options import Option, Units, capacity_MiB, cycle_bounds, rules_of, ttft_limit
+from .options import Option, Units, capacity_MiB, cycle_bounds, rules_of, stage_table, ttft_limit
 
 
 def mem_rule(stage: int) -> str:
@@ -220,31 +220,9 @@ def _bound_clauses(m, o: Option, lit, guard) -> None:
 
 def _stage_quantity(problem: Problem, o: Option, s: int, name: str, c: dict) -> cp_model.LinearExpr:
     """The linear expression of quantity ``name`` on stage ``s`` of option ``o``."""
-    st = o.stages[s]
-    if name == "z":
-        return _expr(*st.zcost, c)
-    if name == "cycle":
-        return _expr(*st.cycle_t, c)
     if name == "ttft":
-        return o.ttft_const_t + o.cfg.pp * _expr(*st.dec_t, c)
-    per_request = o.cfg.dp * o.batch
-    up = not o.units.optimistic
-    if name == "inv_rate":  # time units per request of the whole deployment
-        return _expr(*_scaled_table(st.cycle_t, per_request, up), c)
-    if name == "inv_tok":  # time units per output token of the whole deployment
-        out_tok = problem.instance.workload.output_tokens
-        return _expr(*_scaled_table(st.cycle_t, per_request * out_tok, up), c)
-    if name.startswith("mem["):
-        return _expr(*st.mem_MiB, c)
-    raise KeyError(name)
-
-
-def _scaled_table(table: tuple[dict[str, int], int], den: int, up: bool) -> tuple[dict[str, int], int]:
-    """A cost table divided by ``den``, each coefficient rounded up (conservative) or down (optimistic)."""
-    per, const = table
-    if up:
-        return {k: -(-v // den) for k, v in per.items()}, -(-const // den)
-    return {k: v // den for k, v in per.items()}, const // den
+        return o.ttft_const_t + o.cfg.pp * _expr(*stage_table(problem, o, s, "dec"), c)
+    return _expr(*stage_table(problem, o, s, name), c)
 
 
 def _upper_bound(options: list[Option], name: str, kinds: tuple[str, ...]) -> int:

@@ -478,6 +478,39 @@ def bound_violations(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool
     return tuple(out), sum_exceeds
 
 
+def scaled_table(table: tuple[dict[str, int], int], den: int, up: bool) -> tuple[dict[str, int], int]:
+    """A cost table divided by ``den``, each coefficient rounded up (conservative) or down (optimistic)."""
+    per, const = table
+    if up:
+        return {k: -(-v // den) for k, v in per.items()}, -(-const // den)
+    return {k: v // den for k, v in per.items()}, const // den
+
+
+def stage_table(problem: Problem, o: Option, s: int, name: str) -> tuple[dict[str, int], int]:
+    """The integer table (per layer kind, constant) of quantity ``name`` on stage ``s`` of ``o``.
+
+    ``z``, ``cycle``, ``dec`` (TTFT's decode term), ``inv_rate`` (time per request of the whole
+    deployment), ``inv_tok`` (time per output token of it), ``mem[s]`` MiB. The CP-SAT model, the
+    witnesses and the bounds all read a stage's quantity from here.
+    """
+    st = o.stages[s]
+    if name == "z":
+        return st.zcost
+    if name == "cycle":
+        return st.cycle_t
+    if name == "dec":
+        return st.dec_t
+    if name.startswith("mem"):
+        return st.mem_MiB
+    per_request = o.cfg.dp * o.batch
+    up = not o.units.optimistic
+    if name == "inv_rate":
+        return scaled_table(st.cycle_t, per_request, up)
+    if name == "inv_tok":
+        return scaled_table(st.cycle_t, per_request * problem.instance.workload.output_tokens, up)
+    raise KeyError(name)
+
+
 def capacity_MiB(problem: Problem, units: Units) -> int:
     """Usable memory per GPU in MiB, rounded as ``units`` round capacities."""
     return units.capacity(problem.ctx.capacity_bytes / MiB)

@@ -247,6 +247,10 @@ def _conservative(problem: Problem, options: list[Option], params: SolveParams, 
             result.status = "unknown"
             result.lazy["budget_exhausted"] = True
             return None
+        if params.expired():
+            result.status = "unknown"
+            result.lazy["time_limit"] = True
+            return None
 
 
 def percentile_rules(problem: Problem) -> set[str]:

@@ -11,7 +11,7 @@ from ..physics import even_split, stage_counts
 from ..problem import Problem
 from .facts import facts_for
 from .objectives import objective_chain
-from .options import Option, capacity_MiB, cycle_bounds, ttft_limit
+from .options import Option, capacity_MiB, cycle_bounds, stage_table, ttft_limit
 
 
 def split_values(problem: Problem, o: Option, split: list[int], rules: frozenset[str] | None = None
@@ -73,16 +73,26 @@ def option_lower_bound(problem: Problem, o: Option, name: str) -> int:
     """
     if name == "gpus":
         return o.cfg.gpus
-    table = {"z": "zcost", "cycle": "cycle_t", "ttft": "dec_t"}[name]
+    table = "dec" if name == "ttft" else name
     kinds = problem.arch.layer_kinds()
-    per_layer, _ = getattr(o.stages[0], table)  # per-layer coefficients are the same on every stage
+    per_layer, _ = stage_table(problem, o, 0, table)  # per-layer coefficients are the same on every stage
     layer_sum = sum(per_layer[k] * kinds.count(k) for k in per_layer)
-    consts = [getattr(st, table)[1] for st in o.stages]
+    consts = [stage_table(problem, o, s, table)[1] for s in range(o.cfg.pp)]
     pp = o.cfg.pp
     lb = max(-(-(layer_sum + sum(consts)) // pp), max(consts))
     if name == "ttft":
         return o.ttft_const_t + pp * lb
     return lb
+
+
+def stage_values(problem: Problem, o: Option, counts: list[dict[str, int]], name: str) -> list[int]:
+    """Quantity ``name`` of each stage of ``o`` on a split's layer counts, on the integer tables."""
+    out = []
+    for s, c in enumerate(counts):
+        per, const = stage_table(problem, o, s, "dec" if name == "ttft" else name)
+        v = sum(per[k] * c.get(k, 0) for k in per) + const
+        out.append(o.ttft_const_t + o.cfg.pp * v if name == "ttft" else v)
+    return out
 
 
 def evaluate_int(o: Option, counts: list[dict[str, int]]) -> list[dict[str, int]]:
@@ -151,7 +161,7 @@ def witness(problem: Problem, options: list[Option], rules: frozenset[str] | Non
 
 def best_witness_value(problem: Problem, options: list[Option], rules: frozenset[str] | None, quantity: str
                        ) -> int | None:
-    """The best value of ``quantity`` (gpus, z, cycle, ttft) over the options' engine splits that meet ``rules``.
+    """The best value of ``quantity`` (gpus or a per-stage one) over the options' engine splits that meet ``rules``.
 
     A known plan's value: an option whose lower bound is worse cannot hold the minimum, which is
     how the diagnosis keeps its optimisation models small. None when no such split meets them.
@@ -167,6 +177,7 @@ def best_witness_value(problem: Problem, options: list[Option], rules: frozenset
         vals = split_values(problem, o, split, rules)
         if vals is None:
             continue
-        value = o.cfg.gpus if quantity == "gpus" else max(v[quantity] for v in vals)
+        value = o.cfg.gpus if quantity == "gpus" else \
+            max(stage_values(problem, o, stage_counts(problem.arch.layer_kinds(), split), quantity))
         best = value if best is None else min(best, value)
     return best
