@@ -93,7 +93,32 @@ def main(argv: list[str] | None = None) -> int:
               f"{'-' if grid_obj is None else f'{grid_obj:12.2f}':>12s} {vs:>9s}  {OBJECTIVE_UNITS[obj]}")
     print(f"\nslowest solve {worst_time:.3f} s; not optimal or >= 10 s: {slow}; worse than the grid: {losses}; "
           f"better than the grid by 0.1% or more: {wins}")
+    if not args.paths:
+        large(params)
     return 0 if losses == 0 and slow == 0 else 1
+
+
+def large(params: SolveParams) -> None:
+    """Llama-3.1-405B on 16 to 128 nodes of 8 H100 with ``search.pp`` 1-16 and every dp up to the GPUs.
+
+    The enumeration-speed case of the audit (target: 1024 GPUs in 3 s, options and solve together).
+    """
+    import json
+
+    from solver.input.schema import Instance
+    from solver.problem import build_problem
+
+    base = json.loads((ROOT / "instances" / "llama405b_2x8_h100.json").read_text())
+    base.pop("expect", None)
+    print(f"\n{'405B, pp 1-16, every dp':28s} {'GPUs':>4s} {'options':>8s} {'status':9s} {'total s':>8s}")
+    for nodes in (16, 64, 128):
+        data = json.loads(json.dumps(base))
+        data["cluster"]["nodes"] = nodes
+        data.setdefault("search", {}).update({"pp": list(range(1, 17)), "dp": list(range(1, 8 * nodes + 1))})
+        t0 = time.perf_counter()
+        result = plan(build_problem(Instance.model_validate(data)), params)
+        print(f"{'':28s} {8 * nodes:4d} {result.options_considered:8d} {result.status:9s} "
+              f"{time.perf_counter() - t0:8.2f}")
 
 
 if __name__ == "__main__":

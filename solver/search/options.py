@@ -11,7 +11,6 @@ with ``add_exactly_one``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -341,6 +340,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
             shared[key] = stage_coefficients(problem.ctx, cfg, batch)
         return shared[key]
 
+    fits: dict[tuple, bool] = {}
     for cfg in configs(problem, include_illegal, only_gpus):
         levels = batch_levels(problem, cfg, include_illegal)
         if not include_illegal and problem.instance.workload.mode == "request_rate":
@@ -353,9 +353,15 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
                 # What the GPU cannot do is not a requirement a person can relax; the proof's
                 # "another GPU type" repair covers it.
                 continue
-            coef = dataclasses.replace(coefficients(cfg, batch), cfg=cfg)
-            if not include_illegal and not _fits_somewhere(problem, coef):
-                continue
+            # Shared by every dp of (tp, pp, ep, precisions, batch): nothing read from an option's
+            # coefficients depends on dp (build_int_stages' z scale has dp in both terms).
+            coef = coefficients(cfg, batch)
+            if not include_illegal:
+                fkey = (cfg.tp, cfg.pp, cfg.ep, cfg.weights, cfg.kv_cache, batch)  # dp-independent
+                if fkey not in fits:
+                    fits[fkey] = _fits_somewhere(problem, coef)
+                if not fits[fkey]:
+                    continue
             out.append(Option(index=-1, cfg=cfg, batch=batch, violations=tuple(violations), coef=coef))
     out.sort(key=Option.rank_key)
     for i, opt in enumerate(out):
@@ -402,8 +408,9 @@ def with_units(problem: Problem, options: list[Option], optimistic: bool | None 
     """
     if optimistic is None:
         optimistic = bool(options) and options[0].units.optimistic
-    units = _units_for([o.coef for o in options], problem, optimistic)
+    units = _units_for(list({id(o.coef): o.coef for o in options}.values()), problem, optimistic)
     tables: dict[tuple, tuple[list[IntStage], int]] = {}
+    shared: dict = {}
     for opt in options:
         opt.units = units
         c = opt.cfg
@@ -411,7 +418,7 @@ def with_units(problem: Problem, options: list[Option], optimistic: bool | None 
         if key not in tables:
             tables[key] = build_int_stages(problem, opt.coef, units)
         opt.stages, opt.ttft_const_t = tables[key]
-        opt.bound_violations, opt.memory_sum_exceeds = bound_violations(problem, opt)
+        opt.bound_violations, opt.memory_sum_exceeds = bound_violations(problem, opt, shared)
     return options
 
 
@@ -442,13 +449,29 @@ def ttft_limit(problem: Problem, units: Units) -> int | None:
     return None if slo.ttft_ms is None else units.capacity(slo.ttft_ms * 1e-3 * units.time_per_s)
 
 
-def bound_violations(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool]:
+def bound_violations(problem: Problem, o: Option, shared: dict | None = None) -> tuple[tuple[str, ...], bool]:
     """Dynamic rules option ``o`` breaks under every split, from split-independent bounds.
 
     Each stage holds at least one layer (>= its constant plus the lightest layer) and the busiest
     stage holds at least the mean over stages. Returns the rules and whether the memory of all
     stages together exceeds pp x capacity (a conflict of all the stages' memory caps at once).
+    Only the throughput-type bounds depend on dp: the rest is computed once per table set
+    (``shared``, keyed by the tables' identity) for all the replicas counts.
     """
+    key = id(o.stages)
+    if shared is None or key not in shared:
+        part = _split_independent(problem, o)
+        if shared is not None:
+            shared[key] = (o.stages, part)  # the tables are kept alive with their entry
+    else:
+        part = shared[key][1]
+    static, sum_exceeds, cycle_lb = part
+    out = list(static) + [rule for rule, bound in cycle_bounds(problem, o).items() if cycle_lb > bound]
+    return tuple(out), sum_exceeds
+
+
+def _split_independent(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool, int]:
+    """The dp-independent part of :func:`bound_violations`: memory and TTFT rules, and the cycle bound."""
     kinds = problem.arch.layer_kinds()
     n_kind = {k: kinds.count(k) for k in KINDS}
     pp = o.cfg.pp
@@ -468,14 +491,13 @@ def bound_violations(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool
     out += [f"mem_cap[stage={s}]" for s, v in enumerate(mins) if v > cap]
     sum_exceeds = mean > cap
     mins, mean = bounds_of("cycle_t")
-    lb = max(mean, max(mins))
-    out += [rule for rule, bound in cycle_bounds(problem, o).items() if lb > bound]
+    cycle_lb = max(mean, max(mins))
     limit = ttft_limit(problem, o.units)
     if limit is not None:
         mins, mean = bounds_of("dec_t")
         if o.ttft_const_t + pp * max(mean, max(mins)) > limit:
             out.append("slo.ttft_ms")
-    return tuple(out), sum_exceeds
+    return tuple(out), sum_exceeds, cycle_lb
 
 
 def scaled_table(table: tuple[dict[str, int], int], den: int, up: bool) -> tuple[dict[str, int], int]:
