@@ -120,9 +120,8 @@ def proof_is_exact(problem) -> None:
             assert exact_brute_force(problem, rules - {member}) is not None, (member, rules)
 
 
-@settings(max_examples=220, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-@given(small_instances())
-def test_solver_matches_exact_brute_force_and_diagnosis_is_exact(data):
+def plan_agrees_with_brute_force(data: dict) -> None:
+    """Plan the instance and compare with the exact brute force; an infeasible one's proof too."""
     problem = build_problem(Instance.model_validate(data))
     result = plan(problem, PARAMS)
     reference = exact_brute_force(problem)
@@ -130,6 +129,12 @@ def test_solver_matches_exact_brute_force_and_diagnosis_is_exact(data):
     agrees(problem, result, reference)
     if reference is None:
         proof_is_exact(build_problem(Instance.model_validate(data)))
+
+
+@settings(max_examples=220, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(small_instances())
+def test_solver_matches_exact_brute_force_and_diagnosis_is_exact(data):
+    plan_agrees_with_brute_force(data)
 
 
 # Relative offsets from a known plan's exact value: on the limit, within float noise of it, and
@@ -155,13 +160,7 @@ def test_instances_on_a_limit_agree_with_exact_brute_force(data, which, offset):
         value = ev.metrics.tpot_ms if which == "slo.tpot_ms" else ev.metrics.ttft_ms
         data["slo"][which.split(".")[1]] = value * (1 + offset)
     event(f"{which} {offset:g}")
-    problem = build_problem(Instance.model_validate(data))
-    result = plan(problem, PARAMS)
-    reference = exact_brute_force(problem)
-    event(f"status: {result.status}")
-    agrees(problem, result, reference)
-    if reference is None:
-        proof_is_exact(build_problem(Instance.model_validate(data)))
+    plan_agrees_with_brute_force(data)
 
 
 def test_the_reported_false_proof_is_a_plan():
