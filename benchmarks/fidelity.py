@@ -215,18 +215,19 @@ def predict(row: dict[str, Any], eff: Efficiency | None = None) -> Prediction:
     split = physics.even_split(arch.layers, pp)
     counts = physics.stage_counts(arch.layer_kinds(), split)
     cap = TRTLLM_BENCH_MAX_BATCH_CAP // pp
-    memory_bytes = gpu.memory_GiB * physics.GiB
+    # TensorRT-LLM's free fraction is of the memory the CUDA runtime reports (torch-visible).
+    memory_bytes = physics.torch_visible_GiB(gpu) * physics.GiB
 
     # Engine settings: max_num_seqs follows the batch that fits (trtllm-bench heuristic), and the
     # memory fraction maps TensorRT-LLM's "fraction of free memory after load" onto the total.
     seqs, fit, util = cap, 0, TRTLLM_KV_CACHE_FREE_FRACTION
     for _ in range(4):
-        ctx = Context(arch, hw, workload, _limits(seqs, 1.0), eff)
+        ctx = Context(arch, hw, workload, _limits(seqs, 1.0), eff, trtllm.memory_conventions())
         fixed = _fixed_bytes(ctx, cfg, counts)
         util = (
             fixed + TRTLLM_KV_CACHE_FREE_FRACTION * max(memory_bytes - fixed, 0.0)
         ) / memory_bytes
-        ctx = Context(arch, hw, workload, _limits(seqs, util), eff)
+        ctx = Context(arch, hw, workload, _limits(seqs, util), eff, trtllm.memory_conventions())
         fit = physics.max_batch_that_fits(ctx, cfg, split)
         new = max(1, min(cap, fit))
         if new == seqs:

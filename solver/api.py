@@ -15,7 +15,9 @@ raises :class:`~solver.search.planner.VerificationError`: a bug, never a result.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +26,18 @@ from pydantic import ValidationError
 from .diagnose import diagnose as _diagnose
 from .diagnose.proof import percentile_proof
 from .input.errors import InputError, from_validation_error, load_json
-from .input.schema import StrategyPins
-from .input.strategy import parse_strategy
-from .problem import Problem, build_problem, parse_instance
+from .input.prices import apply_prices
+from .input.schema import Instance, StrategyPins
+from .input.strategy import is_disaggregated, parse_disagg_strategy, parse_strategy
+from .problem import Problem, build_problem, mark_cli_price, parse_instance
 from .report import document, render_text, to_json
-from .search.objectives import OBJECTIVE_UNITS, exact_objective
+from .report.document import disaggregated_document, disaggregated_json
+from .search.disagg import disagg_placement, plan_disagg
+from .search.objectives import OBJECTIVE_UNITS, disagg_objective, exact_objective, is_maximised
 from .search.params import with_deadline
 from .search.planner import PlanResult, SolveParams
 from .search.planner import plan as _plan
-from .verify import Evaluation, complete_strategy, evaluate
+from .verify import Evaluation, complete_strategy, evaluate, evaluate_disagg
 
 EXIT_OK, EXIT_INFEASIBLE, EXIT_BAD_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -52,6 +57,8 @@ class Report:
     evaluation: Evaluation | None = None
     result: PlanResult | None = None
     proof: dict[str, Any] | None = field(default=None, repr=False)
+    # A capacity answer that is a mix of GPU types has no one evaluation; its objective is stated here.
+    objective_value: float | None = None
 
     @property
     def status(self) -> str:
@@ -61,6 +68,8 @@ class Report:
     @property
     def objective(self) -> float | None:
         """The plan's objective from the exact physics, in :attr:`objective_unit` (None without a plan)."""
+        if self.objective_value is not None:
+            return self.objective_value
         if self.evaluation is None:
             return None
         return exact_objective(self.problem, self.evaluation)
@@ -88,22 +97,44 @@ class Report:
         return render_text(self.document, md=markdown)
 
 
-def load_instance(source: str | Path | dict[str, Any], *, objective: str | None = None,
-                  strategy: str | dict[str, Any] | None = None) -> Problem:
-    """Read, validate and resolve an instance (a file path or the JSON as a dict).
+def read_instance(source: str | Path | dict[str, Any], *, objective: str | None = None,
+                  prices: dict[str, float] | None = None, file: str | None = None) -> tuple[Instance, dict[str, str]]:
+    """Read and validate an instance with the command line's overrides, not yet resolved.
 
-    ``objective`` overrides the instance's objective; ``strategy`` adds pins, as ``tp=2,pp=4`` text
-    (the ``--strategy`` syntax) or a dict of :class:`~solver.input.schema.StrategyPins` fields.
-    Raises :class:`InputError` on bad input.
+    Returns the instance and a note per GPU type whose price ``prices`` (``--price``) replaced.
+    ``file``: where a dict instance's relative paths resolve from.
     """
-    file = None if isinstance(source, dict) else str(source)
+    if not isinstance(source, dict):
+        file = str(source)
     data = source if isinstance(source, dict) else load_json(file)
     inst = parse_instance(data, file)
     if objective:
         inst = inst.model_copy(update={"objective": objective})
+    notes: dict[str, str] = {}
+    if prices:
+        inst, notes = apply_prices(inst, prices)
+    return inst, notes
+
+
+def load_instance(source: str | Path | dict[str, Any], *, objective: str | None = None,
+                  strategy: str | dict[str, Any] | None = None, prices: dict[str, float] | None = None,
+                  file: str | None = None) -> Problem:
+    """Read, validate and resolve an instance (a file path or the JSON as a dict).
+
+    ``objective`` overrides the instance's objective; ``strategy`` adds pins, as ``tp=2,pp=4`` text
+    (the ``--strategy`` syntax) or a dict of :class:`~solver.input.schema.StrategyPins` fields;
+    ``prices`` (``--price``) replaces GPU-hour prices, by card name or ``"*"`` for all.
+    Raises :class:`InputError` on bad input (and for a cluster of candidate GPU types, which
+    :func:`solver.capacity.plan_capacity` plans; :func:`solve_file` routes it there).
+    """
+    inst, notes = read_instance(source, objective=objective, prices=prices, file=file)
+    file = file if isinstance(source, dict) else str(source)
+    problem = build_problem(inst, file)
+    if notes:
+        problem = mark_cli_price(problem, notes)
     if strategy is None:
-        return build_problem(inst, file)
-    return with_pins(build_problem(inst, file), strategy)
+        return problem
+    return with_pins(problem, strategy)
 
 
 def with_pins(problem: Problem, strategy: str | dict[str, Any]) -> Problem:
@@ -131,13 +162,75 @@ def _ortools_version() -> str:
     return __version__
 
 
-def plan(problem: Problem, params: SolveParams | None = None) -> Report:
+def plan(problem: Problem, params: SolveParams | None = None, *, explain: bool = True) -> Report:
     """The best placement, proven optimal when the limits allow, or a proof of infeasibility.
 
     Pinned fields (the instance's ``strategy``) constrain the search, and the report then compares
     the plan with the unpinned optimum. Exit codes as the CLI's: 0 plan, 1 infeasible, 3 unknown.
+    ``explain=False`` skips the diagnosis of an infeasible instance (sweeps, where rows show no
+    proof): the status is the same, the proof block only says it was not asked for. With
+    ``search.serving`` ``auto`` or ``disaggregated`` the best disaggregated plan is searched too and
+    reported beside the aggregated one (``serving`` block); the better under the objective is the plan.
     """
     params = with_deadline(params or SolveParams())
+    # Forced disaggregation shows the aggregated plan for reference only: no proof of why it fails.
+    report = _plan_aggregated(problem, params, explain and problem.search.serving != "disaggregated")
+    if problem.search.serving == "aggregated":
+        return report
+    return _with_disaggregation(problem, params, report)
+
+
+def _with_disaggregation(problem: Problem, params: SolveParams, agg: Report) -> Report:
+    """The aggregated answer and the best disaggregated plan side by side; the better one chosen."""
+    t0 = time.perf_counter()
+    res = plan_disagg(problem, time_limit_s=min(params.time_limit_s, 10.0), seed=params.seed)
+    mode = problem.search.serving
+    agg_value = agg.objective if agg.status in ("optimal", "feasible") else None
+    dis_value = disagg_objective(problem, res.evaluation.metrics) if res.evaluation is not None else None
+    if dis_value is None:
+        chosen = "aggregated" if mode == "auto" and agg_value is not None else "none"
+    elif mode == "disaggregated" or agg_value is None:
+        chosen = "disaggregated"
+    else:  # ties go to aggregated serving: one pool is simpler to run
+        gain = dis_value - agg_value if is_maximised(problem.instance.objective) else agg_value - dis_value
+        chosen = "disaggregated" if gain > 1e-9 * abs(agg_value) else "aggregated"
+    unit = OBJECTIVE_UNITS[problem.instance.objective]
+    block: dict[str, Any] = {
+        "mode": mode, "chosen": chosen,
+        "aggregated": {"status": agg.status, "objective": None if agg_value is None else round(agg_value, 6),
+                       "strategy": agg.document.get("strategy"),
+                       "gpus_used": (agg.document.get("metrics") or {}).get("gpus_used"),
+                       "ttft_ms": (agg.document.get("metrics") or {}).get("ttft_ms"),
+                       "tpot_ms": (agg.document.get("metrics") or {}).get("tpot_ms")},
+        "disaggregated": None if res.evaluation is None else disaggregated_json(problem, res.evaluation),
+        "disaggregated_status": res.status, "disaggregated_note": res.note, "refuted": res.refuted,
+        "designs": {"prefill": res.prefill_designs, "decode": res.decode_designs},
+        "objective_unit": unit, "time_s": round(time.perf_counter() - t0, 4),
+    }
+    if block["disaggregated"] is not None:
+        block["disaggregated"]["objective"] = round(dis_value, 6)
+    if chosen == "disaggregated":
+        solver_info = {**(agg.document.get("solver") or {}), "mode": "solve", "objective": round(dis_value, 6),
+                       "objective_unit": unit, "bound": None, "gap": None,
+                       "disaggregated_search": res.status}
+        status = res.status if res.status in ("optimal", "feasible") else "feasible"
+        if agg.status not in ("optimal", "infeasible"):
+            status = "feasible"  # the aggregated side was not settled: the comparison is not proven
+        doc = disaggregated_document(problem, status, res.evaluation, solver_info, extra={"serving": block})
+        return Report(EXIT_OK, problem, doc, None, None, None, objective_value=dis_value)
+    doc = dict(agg.document)
+    doc["serving"] = block
+    if chosen == "none" and mode == "disaggregated":
+        doc["status"] = "infeasible" if res.status == "infeasible" else "unknown"
+        doc["proof"] = {"summary": f"no disaggregated plan: {res.note or res.status}",
+                        "aggregated": agg.document.get("proof")}
+        code = EXIT_INFEASIBLE if res.status == "infeasible" else EXIT_UNKNOWN
+        return Report(code, problem, doc, None, agg.result, doc["proof"])
+    return Report(agg.exit_code, problem, doc, agg.evaluation, agg.result, agg.proof)
+
+
+def _plan_aggregated(problem: Problem, params: SolveParams, explain: bool) -> Report:
+    """The aggregated answer: plan, proof or unknown (see :func:`plan`)."""
     result = _plan(problem, params)
     solver_info = {
         "mode": "solve",
@@ -175,7 +268,8 @@ def plan(problem: Problem, params: SolveParams | None = None) -> Report:
         doc = document(problem, result.status, None, solver_info, proof=proof, extra=extra)
         return Report(code, problem, doc, None, result, proof)
     if result.status == "infeasible":
-        proof = _diagnose(problem, params)
+        proof = _diagnose(problem, params) if explain else {
+            "summary": "infeasible; the proof was not asked for (explain=False): solve the instance alone for it"}
         doc = document(problem, "infeasible", None, solver_info, proof=proof, extra=extra)
         return Report(EXIT_INFEASIBLE, problem, doc, None, result, proof)
     return Report(EXIT_UNKNOWN, problem, document(problem, "unknown", None, solver_info, extra=extra), None, result)
@@ -191,6 +285,8 @@ def verify_strategy(problem: Problem, strategy: str | dict[str, Any] | None = No
     proof of why. Exit code 0 when it passes, 1 when it fails.
     """
     params = with_deadline(params or SolveParams())
+    if isinstance(strategy, str) and is_disaggregated(strategy):
+        return verify_disaggregated(problem, strategy)
     if strategy is not None:
         problem = with_pins(problem, strategy)
     # The fields not given are the best under the pins (the planner with the pins as constraints);
@@ -216,6 +312,44 @@ def verify_strategy(problem: Problem, strategy: str | dict[str, Any] | None = No
     return Report(EXIT_OK if ev.feasible else EXIT_INFEASIBLE, problem, doc, ev, None, proof)
 
 
+def verify_disaggregated(problem: Problem, strategy: str) -> Report:
+    """Check a proposed disaggregated layout (``prefill=1xtp4,decode=1xtp2``) against every rule.
+
+    Not given: the precision (the first allowed pair that passes, else the first allowed), each
+    pool's even layer split, the prompts per prefill step (what one step's token budget holds) and
+    the decode batch (the load's operating point: the smallest level whose capacity carries the
+    rate). Exit code 0 when it passes, 1 when a rule fails (the failing rules are the proof).
+    """
+    inst = problem.instance
+    if inst.workload.mode != "request_rate":
+        raise InputError("--strategy", "prefill", strategy, "a disaggregated layout is checked at a request rate "
+                         "(workload.request_rate); this workload has none")
+    spec = parse_disagg_strategy(strategy)
+    filled: dict[str, str] = {}
+    pairs = [(w, kv) for w in inst.precision.weights for kv in inst.precision.kv_cache]
+    if "weights" in spec:
+        pairs = [(w, kv) for w, kv in pairs if w == spec["weights"]] or [(spec["weights"], inst.precision.kv_cache[0])]
+    if "kv_cache" in spec:
+        pairs = [(w, kv) for w, kv in pairs if kv == spec["kv_cache"]] or [(pairs[0][0], spec["kv_cache"])]
+    candidates = [disagg_placement(problem, spec["prefill"], spec["decode"], w, kv) for w, kv in pairs]
+    evaluations = [evaluate_disagg(problem, c, simulate=False) for c in candidates]
+    pick = next((i for i, e in enumerate(evaluations) if e.feasible), 0)
+    chosen = candidates[pick]
+    ev = evaluate_disagg(problem, chosen, simulate=inst.simulation.enabled)
+    if "weights" not in spec or "kv_cache" not in spec:
+        why = "the first allowed that passes" if evaluations[pick].feasible else "no allowed pair passes: the first"
+        filled["precision"] = f"{chosen.decode.cfg.weights}/{chosen.decode.cfg.kv_cache} ({why})"
+    filled["prompts_per_prefill_step"] = f"{chosen.prefill.batch} (what max_num_batched_tokens holds)"
+    filled["decode_batch"] = f"{chosen.decode.batch} sequences per worker (the load's operating point)"
+    status = "feasible" if ev.feasible else "infeasible"
+    proof = None if ev.feasible else {
+        "summary": f"the proposed layout fails {len(ev.failed())} rule(s): {', '.join(r.rule for r in ev.failed())}",
+        "conflict": [{"rule": r.rule, "statement": r.statement} for r in ev.failed()]}
+    doc = disaggregated_document(problem, status, ev, {"mode": "verify"},
+                                 extra={"strategy_defaults": filled, "proof": proof, "proposed": strategy})
+    return Report(EXIT_OK if ev.feasible else EXIT_INFEASIBLE, problem, doc, None, None, proof)
+
+
 def diagnose(problem: Problem, params: SolveParams | None = None) -> dict[str, Any]:
     """The proof block for an infeasible problem: minimal conflicts in numbers, bounds, verified repairs.
 
@@ -226,13 +360,60 @@ def diagnose(problem: Problem, params: SolveParams | None = None) -> dict[str, A
 
 
 def solve_file(path: str, strategy: str | None = None, objective: str | None = None,
-               params: SolveParams | None = None) -> Report:
-    """What ``solve FILE`` does: plan the instance, or verify ``strategy`` on it."""
+               params: SolveParams | None = None, prices: dict[str, float] | None = None) -> Report:
+    """What ``solve FILE`` does: plan the instance (a capacity plan for candidate GPU types), or verify ``strategy``."""
     params = with_deadline(params or SolveParams())  # the limit counts from here, loading included
-    problem = load_instance(path, objective=objective)
+    inst, notes = read_instance(path, objective=objective, prices=prices)
+    if inst.cluster.candidates is not None:
+        if strategy is not None:
+            raise InputError("--strategy", "", strategy, "a proposed strategy is verified on one GPU type; this "
+                             "instance offers candidates (set cluster.gpu, or pin fields in the instance's strategy)")
+        return _capacity_report(inst, str(path), params, notes)
+    problem = mark_cli_price(build_problem(inst, str(path)), notes)
     if strategy is not None:
         return verify_strategy(problem, strategy, params)
     return plan(problem, params)
+
+
+def plan_capacity(source: str | Path | dict[str, Any], params: SolveParams | None = None, *,
+                  objective: str | None = None, prices: dict[str, float] | None = None,
+                  file: str | None = None, explain: bool = True) -> Report:
+    """Which GPU type and how many (or which mix of types) serves the instance best, every type's best beside it.
+
+    Works on any instance: a ``cluster.candidates`` list, or a plain one-type cluster (one offer).
+    The report's document is the chosen plan's, with a ``capacity`` block (README "Capacity planning").
+    """
+    params = with_deadline(params or SolveParams())
+    inst, notes = read_instance(source, objective=objective, prices=prices, file=file)
+    return _capacity_report(inst, file if isinstance(source, dict) else str(source), params, notes, explain)
+
+
+def _capacity_report(inst: Instance, file: str | None, params: SolveParams, notes: dict[str, str],
+                     explain: bool = True) -> Report:
+    from .capacity import plan_capacity as _plan_capacity
+    from .capacity.document import capacity_document
+
+    t0 = time.perf_counter()
+    result = _plan_capacity(inst, file, params, partial(plan, explain=explain), notes)
+    solver_info = {"mode": "capacity", "time_s": round(time.perf_counter() - t0, 4),
+                   "offers": len(result.offers), "designs": len(result.designs)}
+    doc = capacity_document(result, solver_info)
+    if result.mix is not None:
+        cap = doc["capacity"]["mix"]
+        value = cap["cost_per_hour_usd"] if inst.objective == "min_cost" else cap["cost_per_million_output_tokens_usd"]
+        doc["solver"]["objective"] = value
+        first = result.mix[0].report
+        return Report(EXIT_OK, first.problem, doc, None, None, None, objective_value=value)
+    chosen = result.best or result.offers[0]
+    base = chosen.report
+    doc["solver"]["objective_unit"] = OBJECTIVE_UNITS[inst.objective]
+    if result.best is not None:
+        doc["solver"]["objective"] = (doc["solver"].get("chosen") or {}).get("objective")
+    if result.best is not None:
+        code = EXIT_OK
+    else:
+        code = EXIT_UNKNOWN if result.status == "unknown" else EXIT_INFEASIBLE
+    return Report(code, base.problem, doc, base.evaluation, base.result, doc.get("proof"))
 
 
 def _bound_side(problem: Problem, result: PlanResult) -> float:
@@ -241,7 +422,7 @@ def _bound_side(problem: Problem, result: PlanResult) -> float:
     The bound is the model's (integer tables rounded up); the objective is the exact physics. They
     differ by the rounding, which could put a maximisation's bound below its objective.
     """
-    if problem.instance.objective == "max_throughput_per_gpu":
+    if is_maximised(problem.instance.objective):
         return max(result.bound, result.objective)
     return min(result.bound, result.objective)
 
@@ -263,7 +444,7 @@ def _compare_with_optimum(problem: Problem, ev: Evaluation | None, params: Solve
         out["statement"] = f"the optimum without pins is {best:,.2f} {unit} with {desc}"
         return out
     mine = exact_objective(problem, ev)
-    worse = (best - mine) / best if problem.instance.objective == "max_throughput_per_gpu" else (mine - best) / best
+    worse = (best - mine) / best if is_maximised(problem.instance.objective) else (mine - best) / best
     out["proposed_objective"] = round(mine, 6)
     out["relative_distance"] = round(worse, 6)
     out["statement"] = (f"proposed {mine:,.2f} {unit}; optimum without pins {best:,.2f} {unit} with {desc} "

@@ -6,7 +6,7 @@ them: nothing a user gave is changed, and nothing is assumed silently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from .engines import engine
 from .input.catalog import Architecture, resolve_gpu, resolve_model
 from .input.errors import InputError, from_validation_error, load_json
-from .input.schema import CostModelSpec, Instance, StrategyPins
-from .physics import Context, Hardware, efficiency_for, param_counts
+from .input.schema import CostModelSpec, GpuCard, Instance, StrategyPins
+from .physics import Context, Hardware, driver_reserved_GiB, efficiency_for, param_counts
+from .physics.cost import Price
 
 # A card whose declared parameter count and architecture disagree by more than this is rejected:
 # the difference means a wrong field (hidden size, layers, experts), not rounding.
@@ -42,6 +43,7 @@ class SearchSpace:
     ep: tuple[int, ...]
     uneven_layers: bool
     engine: str
+    serving: str = "aggregated"
 
 
 @dataclass
@@ -54,6 +56,8 @@ class Problem:
     search: SearchSpace
     pins: StrategyPins
     defaults: dict[str, Any] = field(default_factory=dict)
+    # The GPU-hour price in force (instance, --price or catalog); None when none is known.
+    price: Price | None = None
     # Per-stage coefficients by (tp, pp, ep, weights, kv_cache, batch): the same for every dp and
     # every enumeration of this problem (repairs scan GPU counts, each enumerating again).
     coefficient_cache: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -85,7 +89,10 @@ def _default_search(inst: Instance, arch: Architecture, total_gpus: int) -> tupl
     # Defaults reach past the cluster (up to 8-way) so that a proof can say "this needs N GPUs".
     tp = tuple(s.tp) if s.tp else _powers_of_two(max(8, cl.gpus_per_node))
     pp = tuple(s.pp) if s.pp else tuple(p for p in _powers_of_two(max(8, total_gpus)) if p <= arch.layers)
-    dp = tuple(s.dp) if s.dp else _powers_of_two(max(1, total_gpus))
+    # Replicas and pool workers come one at a time: comparing aggregated with disaggregated serving,
+    # every count is a candidate (the plain default, powers of two, keeps big searches small).
+    every = s.serving != "aggregated"
+    dp = tuple(s.dp) if s.dp else (tuple(range(1, total_gpus + 1)) if every else _powers_of_two(max(1, total_gpus)))
     if s.ep:
         ep = tuple(s.ep)
     elif arch.is_moe:
@@ -105,7 +112,7 @@ def _default_search(inst: Instance, arch: Architecture, total_gpus: int) -> tupl
             lists[key].add(val)
             defaults[f"search.{key} (pinned value added)"] = val
     return SearchSpace(tuple(sorted(lists["tp"])), tuple(sorted(lists["pp"])), tuple(sorted(lists["dp"])),
-                       tuple(sorted(lists["ep"])), s.uneven_layers, s.engine), defaults
+                       tuple(sorted(lists["ep"])), s.uneven_layers, s.engine, s.serving), defaults
 
 
 def _check_consistency(inst: Instance, arch: Architecture, file: str | None) -> None:
@@ -148,11 +155,57 @@ def _check_search(inst: Instance, arch: Architecture, space: SearchSpace, file: 
         raise InputError(file, "strategy.ep", pins.ep, f"{arch.name} is dense; only ep = 1 applies")
 
 
+# Objectives that need a price.
+COST_OBJECTIVES = ("min_cost", "min_cost_per_token")
+
+
+def resolve_price(inst: Instance, gpu: GpuCard, file: str | None,
+                  path: str = "cluster") -> tuple[Price | None, dict[str, Any]]:
+    """The price in force for the cluster's GPU, and the statement of where it came from.
+
+    The instance's ``price_per_gpu_hour_usd`` (where ``--price`` is written too, see
+    :func:`solver.api.load_instance`), else the card's catalog price. A cost objective without
+    either is bad input.
+    """
+    notes: dict[str, Any] = {}
+    given = inst.cluster.price_per_gpu_hour_usd
+    if given is not None:
+        price = Price(given, "instance", f"the instance's {path}.price_per_gpu_hour_usd", None, "custom")
+    elif gpu.price is not None:
+        p = gpu.price
+        price = Price(p.usd_per_gpu_hour, "catalog", p.source, p.date, p.kind)
+        notes["price"] = (f"{p.usd_per_gpu_hour:g} USD per {gpu.name} GPU-hour, {p.kind} list price of {p.date} "
+                          "from the GPU card (override with cluster.price_per_gpu_hour_usd or --price)")
+    else:
+        price = None
+    if price is None and inst.objective in COST_OBJECTIVES:
+        raise InputError(file, f"{path}.price_per_gpu_hour_usd", None,
+                         f"objective {inst.objective} needs a price, and the GPU card '{gpu.name}' has none in "
+                         "the catalog; give the USD per GPU-hour in the instance or with --price")
+    return price, notes
+
+
+def mark_cli_price(problem: Problem, notes: dict[str, str]) -> Problem:
+    """Record that the problem's price came from ``--price`` (``notes``: what it replaced, by card name)."""
+    note = notes.get(problem.ctx.hw.gpu.name)
+    if note is None or problem.price is None:
+        return problem
+    problem.price = replace(problem.price, origin="--price", source="the command line (--price)", date=None,
+                            kind="custom")
+    problem.defaults["price"] = note
+    return problem
+
+
 def build_problem(inst: Instance, file: str | None = None) -> Problem:
     """Resolve cards, apply stated defaults and run the cross-field checks."""
     base_dir = Path(file).resolve().parent if file else None
+    if inst.cluster.candidates is not None:
+        raise InputError(file, "cluster.candidates", len(inst.cluster.candidates),
+                         "a cluster of candidate GPU types is planned by the capacity planner "
+                         "(solver.capacity.plan_capacity, or `solve FILE`), not as one problem")
     arch = resolve_model(inst.model, file=file, base_dir=base_dir)
     gpu = resolve_gpu(inst.cluster.gpu, file=file)
+    price, price_notes = resolve_price(inst, gpu, file)
     cl = inst.cluster
     hw = Hardware(
         gpu=gpu,
@@ -166,7 +219,9 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     cost_model = _included_cost_model(inst, file)
     eff = efficiency_for(gpu, cost_model, None if step_us is None else step_us * 1e-6,
                          eng.REQUEST_OVERHEAD_MS * 1e-3, eng.TOKEN_OVERHEAD_US * 1e-6)
-    ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=eff)
+    version = inst.search.engine_version or eng.DEFAULT_VERSION
+    ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=eff,
+                  memory=eng.memory_conventions(version))
     _check_consistency(inst, arch, file)
     space, defaults = _default_search(inst, arch, hw.total_gpus)
     _check_search(inst, arch, space, file)
@@ -176,13 +231,19 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     for section, spec in (("limits", inst.limits), ("precision", inst.precision), ("search", inst.search),
                           ("workload", inst.workload)):
         for name in ("memory_utilization", "max_num_seqs", "max_num_batched_tokens", "weights", "kv_cache",
-                     "uneven_layers", "engine"):
+                     "uneven_layers", "engine", "serving"):
             if name in type(spec).model_fields and name not in spec.model_fields_set:
                 defaults[f"{section}.{name}"] = getattr(spec, name)
     if "objective" not in inst.model_fields_set:
         defaults["objective"] = inst.objective
+    if inst.search.engine_version is None:
+        defaults["search.engine_version"] = eng.DEFAULT_VERSION
     if inst.limits.runtime_overhead_GiB is None:
-        defaults["limits.runtime_overhead_GiB"] = "0.75 GiB, +0.5 GiB when the GPU communicates"
+        defaults["limits.runtime_overhead_GiB"] = ctx.memory.summary
+    if gpu.torch_visible_GiB is None:
+        defaults["cluster.gpu.torch_visible_GiB"] = (
+            f"{ctx.device_GiB:.2f} GiB: the driver's {gpu.memory_GiB:g} GiB less {driver_reserved_GiB(gpu.memory_GiB):.2f} "
+            "(no measured torch-visible total on the card); usable memory is memory_utilization x this")
     e = ctx.eff
     defaults["cost_model"] = {
         "family": gpu.family,
@@ -199,7 +260,9 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     if "simulation" not in inst.model_fields_set:
         sim = inst.simulation
         defaults["simulation"] = {"requests": sim.requests, "seed": sim.seed, "max_candidates": sim.max_candidates}
-    return Problem(instance=inst, file=file, ctx=ctx, search=space, pins=inst.strategy, defaults=defaults)
+    defaults.update(price_notes)
+    return Problem(instance=inst, file=file, ctx=ctx, search=space, pins=inst.strategy, defaults=defaults,
+                   price=price)
 
 
 def _included_cost_model(inst: Instance, file: str | None) -> CostModelSpec:

@@ -17,6 +17,7 @@ from .physics import (
     Metrics,
     compute_dtype,
     even_split,
+    kv_cache_tokens,
     kv_dtype_supported,
     max_batch_that_fits,
     peak_tflops,
@@ -25,7 +26,16 @@ from .physics import (
     stage_counts,
     weight_dtype_supported,
 )
+from .physics.disagg import (
+    decode_figures,
+    disagg_ttft_s,
+    kv_transfer_s,
+    prefill_figures,
+    transfer_link,
+)
+from .physics.steps import step_model
 from .problem import BATCH_LEVELS, RATE_LEVELS, Problem
+from .simulate.disagg import simulate_disagg
 from .simulate.plan import simulate_plan
 from .simulate.stats import SimulationResult
 
@@ -80,6 +90,8 @@ class Evaluation:
     max_concurrency: int
     capacity_GiB: float
     max_num_seqs: int = 0  # the engine's cap per replica (the batch, or headroom above it at a rate)
+    # The KV cache in tokens as the engine logs it at start-up, per replica (vLLM "GPU KV cache size").
+    kv_cache_tokens: int = 0
     simulation: SimulationResult | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -214,7 +226,7 @@ def evaluate(problem: Problem, placement: Placement, simulate: bool | None = Non
             f"mem_cap[stage={s}]",
             f"stage {s} ({layers[s]} layers{with_extra}) needs {mem['total']:.2f} GiB per GPU: weights "
             f"{mem['weights']:.2f} + KV cache {mem['kv_cache']:.2f} + activations {mem['activations']:.2f} + overhead "
-            f"{mem['overhead']:.2f}; usable {cap_GiB:.2f} GiB ({ctx.hw.gpu.memory_GiB:g} GiB x "
+            f"{mem['overhead']:.2f}; usable {cap_GiB:.2f} GiB ({ctx.device_GiB:.2f} GiB the engine sees x "
             f"{inst.limits.memory_utilization:g})",
             mem["total"], cap_GiB, "GiB"))
     metrics = serving_metrics(coef, values, inst.workload)
@@ -241,7 +253,8 @@ def evaluate(problem: Problem, placement: Placement, simulate: bool | None = Non
                            metrics.output_tokens_per_s_per_gpu, slo.min_output_tokens_per_s_per_gpu, "tok/s/GPU"))
     max_conc = _max_concurrency(problem, cfg, layers)
     cap_seqs = engine_max_num_seqs(problem, cfg, layers, batch)
-    ev = Evaluation(placement, reqs, stages, metrics, max_conc, cap_GiB, cap_seqs)
+    ev = Evaluation(placement, reqs, stages, metrics, max_conc, cap_GiB, cap_seqs,
+                    kv_cache_tokens=kv_cache_tokens(ctx, cfg, layers))
     if simulate or (simulate is None and inst.slo.percentile_targets()):
         if valid_split and inst.simulation.enabled:
             ev.simulation = simulate_plan(problem, cfg, layers, cap_seqs)
@@ -363,3 +376,133 @@ def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
 
 def _widest(choices: list[str]) -> str:
     return min(choices, key=WEIGHT_DTYPES.index)
+
+
+# ---------------------------------------------------------------------------------------------
+# Disaggregated serving: a prefill pool and a decode pool (solver.physics.disagg)
+# ---------------------------------------------------------------------------------------------
+
+# Rules of a pool's own evaluation that the disaggregated plan restates for the whole (GPU count,
+# rate, latency targets) or that bind an aggregated replica only (pins).
+_POOL_RULES_RESTATED = ("gpu_count", "workload.", "slo.", "pin.", "layers_", "search.uneven_layers")
+
+
+@dataclass(frozen=True)
+class DisaggPlacement:
+    """A disaggregated plan: ``prefill.cfg.dp`` prefill workers, ``decode.cfg.dp`` decode workers.
+
+    ``prefill.batch`` is the prompts a prefill step carries; ``decode.batch`` the sequences each
+    decode worker holds at the operating point.
+    """
+
+    prefill: Placement
+    decode: Placement
+
+    @property
+    def gpus(self) -> int:
+        return self.prefill.cfg.gpus + self.decode.cfg.gpus
+
+    def label(self) -> str:
+        p, d = self.prefill.cfg, self.decode.cfg
+        return (f"{p.dp} prefill x (tp={p.tp} pp={p.pp}) + {d.dp} decode x (tp={d.tp} pp={d.pp}), "
+                f"{d.weights}/{d.kv_cache}")
+
+
+@dataclass(frozen=True)
+class DisaggMetrics:
+    """Predicted figures of a disaggregated plan (the linear model; no queueing)."""
+
+    ttft_ms: float
+    tpot_ms: float
+    prefill_latency_ms: float
+    transfer_ms: float
+    transfer_link: str
+    prefill_capacity_per_s: float  # requests/s of the whole prefill pool
+    decode_capacity_per_s: float  # requests/s of the whole decode pool
+    max_request_rate: float
+    output_tokens_per_s: float  # capacity of the deployment
+    gpus: int
+
+
+@dataclass
+class DisaggEvaluation:
+    """The verdict on a disaggregated plan: every rule of both pools and of the whole."""
+
+    placement: DisaggPlacement
+    requirements: list[Requirement]
+    prefill: Evaluation
+    decode: Evaluation
+    metrics: DisaggMetrics
+    simulation: SimulationResult | None = None
+
+    @property
+    def feasible(self) -> bool:
+        return all(r.passed for r in self.requirements)
+
+    def failed(self) -> list[Requirement]:
+        return [r for r in self.requirements if not r.passed]
+
+
+def disagg_metrics(problem: Problem, dp: DisaggPlacement) -> DisaggMetrics:
+    """TTFT, TPOT and capacities of a disaggregated plan from the step model (physics.disagg)."""
+    ctx, wl, lim = problem.ctx, problem.instance.workload, problem.instance.limits
+    p, d = dp.prefill, dp.decode
+    pf = prefill_figures(step_model(ctx, p.cfg, p.layers_per_stage), wl.input_tokens, lim.max_num_batched_tokens)
+    dec = decode_figures(step_model(ctx, d.cfg, d.layers_per_stage), d.batch, wl.input_tokens, wl.output_tokens)
+    link = transfer_link(ctx, dp.gpus)
+    transfer = kv_transfer_s(ctx, p.cfg, d.cfg, wl.input_tokens, link)
+    ttft = disagg_ttft_s(ctx, pf, dec, transfer)
+    pre, dcap = pf.capacity_per_s * p.cfg.dp, dec.capacity_per_s * d.cfg.dp
+    rate = min(pre, dcap)
+    return DisaggMetrics(ttft * 1e3, dec.tpot_s * 1e3, pf.latency_s * 1e3, transfer * 1e3, link.kind, pre, dcap, rate,
+                         rate * wl.output_tokens, dp.gpus)
+
+
+def evaluate_disagg(problem: Problem, dp: DisaggPlacement, simulate: bool | None = None) -> DisaggEvaluation:
+    """Check a disaggregated plan: each pool's memory and layout rules, then the whole's GPUs, rates and SLOs.
+
+    ``simulate`` as in :func:`evaluate` (the two-pool simulator of :mod:`solver.simulate.disagg`).
+    """
+    hw, inst = problem.ctx.hw, problem.instance
+    reqs: list[Requirement] = []
+    pools = {}
+    for name, pl in (("prefill", dp.prefill), ("decode", dp.decode)):
+        ev = evaluate(problem, pl, simulate=False)
+        pools[name] = ev
+        for r in ev.requirements:
+            if not r.rule.startswith(_POOL_RULES_RESTATED):
+                reqs.append(Requirement(f"{name}.{r.rule}", f"{name} pool: {r.statement}", r.value, r.limit, r.unit,
+                                        r.passed, r.slack))
+        k, gpn = pl.cfg.tp * pl.cfg.pp, hw.gpus_per_node
+        packs = (gpn % k == 0) if k <= gpn else (k % gpn == 0)
+        reqs.append(Requirement(f"{name}.worker_packing", f"a {name} worker of {k} GPUs must fill a divisor of a node "
+                                f"({gpn} GPUs) or whole nodes", k, gpn, "GPUs", packs))
+    m = disagg_metrics(problem, dp)
+    p, d = dp.prefill.cfg, dp.decode.cfg
+    reqs.append(_upper("gpu_count", f"{p.dp} prefill workers x {p.tp * p.pp} + {d.dp} decode workers x {d.tp * d.pp} = "
+                       f"{dp.gpus} GPUs needed; the cluster has {hw.total_gpus}", dp.gpus, hw.total_gpus, "GPUs"))
+    wl, slo = inst.workload, inst.slo
+    if wl.mode == "request_rate":
+        reqs.append(_lower("prefill.request_rate", f"the prefill pool sustains {m.prefill_capacity_per_s:.2f} req/s "
+                           f">= the workload's {wl.request_rate:g}", m.prefill_capacity_per_s, wl.request_rate, "req/s"))
+        reqs.append(_lower("decode.request_rate", f"the decode pool sustains {m.decode_capacity_per_s:.2f} req/s at "
+                           f"{dp.decode.batch} sequences per worker >= the workload's {wl.request_rate:g}",
+                           m.decode_capacity_per_s, wl.request_rate, "req/s"))
+    if slo.ttft_ms is not None:
+        reqs.append(_upper("slo.ttft_ms", f"TTFT {m.ttft_ms:.1f} ms (prefill {m.prefill_latency_ms:.1f} + KV transfer "
+                           f"{m.transfer_ms:.2f} over {m.transfer_link} + a decode step) <= {slo.ttft_ms:g} ms",
+                           m.ttft_ms, slo.ttft_ms, "ms"))
+    if slo.tpot_ms is not None:
+        reqs.append(_upper("slo.tpot_ms", f"TPOT {m.tpot_ms:.2f} ms <= {slo.tpot_ms:g} ms at {dp.decode.batch} "
+                           "sequences per decode worker", m.tpot_ms, slo.tpot_ms, "ms"))
+    if slo.min_request_rate is not None:
+        reqs.append(_lower("slo.min_request_rate", f"sustainable {m.max_request_rate:.2f} req/s >= "
+                           f"{slo.min_request_rate:g}", m.max_request_rate, slo.min_request_rate, "req/s"))
+    ev = DisaggEvaluation(dp, reqs, pools["prefill"], pools["decode"], m)
+    if simulate or (simulate is None and inst.slo.percentile_targets()):
+        if inst.simulation.enabled and inst.workload.mode == "request_rate":
+            d, p = dp.decode, dp.prefill
+            ev.simulation = simulate_disagg(problem, (p.cfg, tuple(p.layers_per_stage)),
+                                            (d.cfg, tuple(d.layers_per_stage)), d.batch, m.transfer_ms * 1e-3)
+        reqs.extend(percentile_requirements(problem, ev.simulation))
+    return ev

@@ -51,7 +51,9 @@ def test_t4_memory_proof_numbers_match_physics():
     assert lb["total_params_B"] == round(param_counts(a).total / 1e9, 3)
     assert lb["weights_GB"]["bf16"] == pytest.approx(param_counts(a).total * 2 / GB, rel=1e-3)
     mem = next(c for c in proof["conflict"] if c["rule"] == "mem_cap[stage=0]")
-    assert mem["numbers"]["limit"] == pytest.approx(15.0 * 0.9)
+    # Usable memory: the T4's 15.0 GiB driver total as the CUDA runtime sees it (no measured figure on
+    # the card: the documented rule, 2% of 15 GiB being below 0.6 GiB), times memory_utilization 0.9.
+    assert mem["numbers"]["limit"] == pytest.approx((15.0 - 0.3) * 0.9)
     # The certificate's lightest one-GPU placement, re-evaluated by the verifier: INT4 weights, one
     # sequence of max_model_len. The proof's figure is a lower bound on it: the proof model rounds
     # each per-layer demand down to whole MiB, so it may undershoot by at most one MiB per layer
@@ -68,7 +70,10 @@ def test_t4_repairs_are_verified_and_include_count_and_precision():
     repairs = proof["repairs"]
     changes = [r["change"] for r in repairs]
     more = next(r for r in repairs if r["kind"] == "gpus")
-    assert more["verified"] and more["gpus"] == 32  # pp is searched over powers of two
+    # pp is searched over powers of two: 16 T4s at pp 16 hold the BF16 weights (5 layers, 13.3 GiB of
+    # the 13.37 usable on the end stages) with vLLM's own accounting (0.5 GiB besides activations on a
+    # pipeline-only GPU); 8 do not.
+    assert more["verified"] and more["gpus"] == 16
     assert any(r["kind"] == "gpu_type" and r["verified"] for r in repairs)
     precision = [r for r in repairs if r["kind"] == "precision"]
     assert {"allow int4 weights", "allow int8 weights"} <= set(changes)

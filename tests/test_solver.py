@@ -59,7 +59,8 @@ def test_flagship_plan_contents():
     assert len(doc["gpus"]) == m["gpus_used"] <= 8
     for g in doc["gpus"]:
         mem = g["memory_GiB"]
-        assert mem["total"] <= mem["capacity"] == pytest.approx(79.65 * 0.85, rel=1e-3)
+        # Usable memory: the H100's torch-visible 79.19 GiB (not the driver's 79.65) x 0.85.
+        assert mem["total"] <= mem["capacity"] == pytest.approx(79.19 * 0.85, rel=1e-3)
     launch = doc["launch"]["vllm"]
     s = doc["strategy"]
     assert f"--tensor-parallel-size {s['tp']}" in launch and f"--max-num-seqs {s['max_num_seqs']}" in launch
@@ -76,7 +77,7 @@ def test_uneven_split_beats_every_even_split():
     assert layers[-1] < layers[0]  # the LM head's stage carries fewer layers
     assert grid is not None
     grid_value = objective_value(problem, grid[0].units, grid[2])
-    assert result.objective > grid_value * 1.03  # +6.2% measured; the description states it
+    assert result.objective > grid_value * 1.03  # +10.4% measured; the description states it
     code, doc = run_json(str(INSTANCES / "llama8b_l4_pp4_uneven.json"))
     assert doc["launch"]["env"]["VLLM_PP_LAYER_PARTITION"] == ",".join(map(str, layers))
 

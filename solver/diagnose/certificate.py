@@ -147,7 +147,7 @@ def certificate(problem: Problem, oracle: Oracle, conflict: list[str]) -> list[d
         # exceed ("at least"); it is the exact value when the verifier accepts the example.
         if rule.startswith("mem_cap"):
             s = int(rule.split("=")[1].rstrip("]"))
-            lim_txt = (f"usable {limit:.2f} GiB per GPU ({problem.ctx.hw.gpu.memory_GiB:g} GiB x "
+            lim_txt = (f"usable {limit:.2f} GiB per GPU ({problem.ctx.device_GiB:.2f} GiB the engine sees x "
                        f"{problem.instance.limits.memory_utilization:g})")
             if best is None:
                 entry["statement"] = f"stage {s} must fit in {lim_txt}"

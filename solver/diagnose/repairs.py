@@ -8,7 +8,7 @@ from typing import Any
 from ..input.catalog import known_gpus, resolve_gpu
 from ..input.schema import StrategyPins
 from ..physics import weight_dtype_supported
-from ..problem import Problem, build_problem
+from ..problem import COST_OBJECTIVES, Problem, build_problem
 from ..search.objectives import OBJECTIVE_UNITS
 from ..search.planner import feasible_plan, plan
 
@@ -61,9 +61,14 @@ def _more_gpus(problem: Problem, params, gpu: Any = None, label: str | None = No
         return _not_tried(f"more {name} GPUs", "gpus", 99)
     per_node = cl.gpus_per_node if gpu is None else max(cl.gpus_per_node, 8)
     nodes = max(1, MAX_REPAIR_GPUS // per_node)
+    # Another type has its own links and its own price (the instance's price was for this one).
     cluster = cl.model_copy(update={"nodes": nodes, "gpus_per_node": per_node,
-                                    **({"gpu": gpu, "intra_node": None, "inter_node": None} if gpu else {})})
-    relaxed = build_problem(problem.instance.model_copy(update={"cluster": cluster}, deep=True), problem.file)
+                                    **({"gpu": gpu, "intra_node": None, "inter_node": None,
+                                        "price_per_gpu_hour_usd": None} if gpu else {})})
+    inst = problem.instance.model_copy(update={"cluster": cluster}, deep=True)
+    if gpu and inst.objective in COST_OBJECTIVES and resolve_gpu(gpu).price is None:
+        inst = inst.model_copy(update={"objective": "min_gpus"})  # unpriced: the fewest GPUs is the question
+    relaxed = build_problem(inst, problem.file)
     s = relaxed.search
     counts = sorted({tp * pp * dp for tp in s.tp for pp in s.pp for dp in s.dp if tp * pp * dp <= nodes * per_node})
     start = 1 if gpu else problem.ctx.hw.total_gpus + 1

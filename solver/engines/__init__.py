@@ -1,10 +1,12 @@
 """Serving engines: one module per engine (vLLM, SGLang, TensorRT-LLM) with what the planner must know of it.
 
 Each module owns its engine's launch flags, the layout rules it imposes (how expert parallelism maps
-onto the TP group) and the defaults its benchmarks run with. This package imports only
+onto the TP group), the defaults its benchmarks run with, and how each release counts memory
+(``DEFAULT_VERSION``, ``memory_conventions(version)``: :class:`solver.physics.MemoryConventions`). This package imports only
 :mod:`solver.input` and :mod:`solver.physics`; the report builds a :class:`LaunchInput` from a plan
 and asks here for the commands. Adding an engine: a module with ``NAME``, ``ep_layout_ok``,
-``EP_LAYOUT_RULE`` (and ``launch`` when it can be launched), listed in ``ENGINES``.
+``EP_LAYOUT_RULE``, ``DEFAULT_VERSION``, ``memory_conventions`` (and ``launch`` when it can be
+launched), listed in ``ENGINES``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from ..physics import MemoryConventions
 from . import sglang, trtllm, vllm
-from .base import LaunchInput
+from .base import LaunchInput, release_tuple
 
 ENGINES: dict[str, ModuleType] = {m.NAME: m for m in (vllm, sglang, trtllm)}
 
@@ -21,6 +24,11 @@ ENGINES: dict[str, ModuleType] = {m.NAME: m for m in (vllm, sglang, trtllm)}
 def engine(name: str) -> ModuleType:
     """The module of engine ``name`` (one of :data:`ENGINES`)."""
     return ENGINES[name]
+
+
+def memory_conventions(name: str, version: str | None = None) -> MemoryConventions:
+    """How release ``version`` of engine ``name`` (default: its ``DEFAULT_VERSION``) counts memory."""
+    return ENGINES[name].memory_conventions(version)
 
 
 def launch_commands(li: LaunchInput, primary: str = "vllm") -> dict[str, Any]:
@@ -37,4 +45,4 @@ def launch_commands(li: LaunchInput, primary: str = "vllm") -> dict[str, Any]:
             "versions": {m.NAME: m.FLAGS_VERSION for m in (vllm, sglang, trtllm)}}
 
 
-__all__ = ["ENGINES", "LaunchInput", "engine", "launch_commands"]
+__all__ = ["ENGINES", "LaunchInput", "engine", "launch_commands", "memory_conventions", "release_tuple"]

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..input.schema import GpuCard
 from ..physics import Config, even_split
+
+
+def release_tuple(version: str) -> tuple[int, ...]:
+    """A release number as integers for ordering: "v0.21.0rc1" -> (0, 21, 0); a pre-release
+    counts as its release (the feature it is checked for ships in its release candidates)."""
+    numbers = re.match(r"v?(\d+(?:\.\d+)*)", version)
+    if numbers is None:
+        raise ValueError(f"not a release number: {version!r}")
+    parts = tuple(int(x) for x in numbers.group(1).split("."))
+    return parts + (0,) * (3 - len(parts)) if len(parts) < 3 else parts
 
 
 @dataclass(frozen=True)

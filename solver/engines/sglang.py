@@ -8,11 +8,20 @@ Flags as documented in SGLang's server arguments: ``--tp-size``, ``--pp-size``, 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ..physics import LEGACY_MEMORY, MemoryConventions
 from .base import LaunchInput
 
 NAME = "sglang"
 # The release whose `sglang.launch_server` flags these commands use (SGLang server arguments).
 FLAGS_VERSION = "SGLang 0.5"
+# The release an instance plans for when `search.engine_version` is not given (the flags' release).
+DEFAULT_VERSION = "0.5"
+# The KV cache is allocated in blocks of this many tokens: SGLang's pool is token-granular
+# (server_args page_size default 1).
+KV_BLOCK_TOKENS = 1
+
 # How a step mixes prefill and decode (solver.simulate.engine): SGLang runs a prefill batch whenever prompts wait and can be admitted, and decodes otherwise (mixed chunks are off by default: --enable-mixed-chunk).
 SCHEDULER_POLICY = "prefill_first"
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
@@ -22,6 +31,12 @@ STEP_OVERHEAD_US: float | None = 3370.0
 # Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
 TOKEN_OVERHEAD_US: float = 10.0
 REQUEST_OVERHEAD_MS: float = 5.0
+
+
+def memory_conventions(version: str | None = None) -> MemoryConventions:
+    """What this engine counts besides weights, KV and activations: the flat rule of
+    :data:`solver.physics.LEGACY_MEMORY` for every release (its start-up logs are not yet checked)."""
+    return replace(LEGACY_MEMORY, engine=NAME, version=version or DEFAULT_VERSION, kv_block_tokens=KV_BLOCK_TOKENS)
 
 
 def defaults(gpu_memory_GiB: float, gpu_name: str) -> dict[str, float]:

@@ -7,11 +7,19 @@ instance). Expert parallelism splits experts over ``moe_expert_parallel_size`` g
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ..physics import LEGACY_MEMORY, MemoryConventions
 from .base import LaunchInput
 
 NAME = "trtllm"
 # The release whose `trtllm-serve` flags and extra-options keys these commands use.
 FLAGS_VERSION = "TensorRT-LLM 1.0 (PyTorch backend)"
+# The release an instance plans for when `search.engine_version` is not given (the flags' release).
+DEFAULT_VERSION = "1.0"
+# The KV cache is allocated in blocks of this many tokens: TensorRT-LLM KvCacheConfig tokens_per_block default 32.
+KV_BLOCK_TOKENS = 32
+
 # How a step mixes prefill and decode (solver.simulate.engine): TensorRT-LLM inflight batching puts context (prefill) and generation requests in the same iteration within max_num_tokens.
 SCHEDULER_POLICY = "mixed"
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
@@ -21,6 +29,12 @@ STEP_OVERHEAD_US: float | None = 37.2
 # Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
 TOKEN_OVERHEAD_US: float = 0.0
 REQUEST_OVERHEAD_MS: float = 135.1
+
+
+def memory_conventions(version: str | None = None) -> MemoryConventions:
+    """What this engine counts besides weights, KV and activations: the flat rule of
+    :data:`solver.physics.LEGACY_MEMORY` for every release (its start-up logs are not yet checked)."""
+    return replace(LEGACY_MEMORY, engine=NAME, version=version or DEFAULT_VERSION, kv_block_tokens=KV_BLOCK_TOKENS)
 
 
 # trtllm-bench heuristic hard cap on max_batch_size (tensorrt_llm/bench/build/tuning.py,

@@ -9,11 +9,69 @@ of each pipeline stage.
 
 from __future__ import annotations
 
-from .base import LaunchInput
+from ..physics import MemoryConventions
+from .base import LaunchInput, release_tuple
 
 NAME = "vllm"
 # The release whose `vllm serve` flags these commands use (docs.vllm.ai engine arguments).
 FLAGS_VERSION = "vLLM 0.11"
+# The release an instance plans for when `search.engine_version` is not given: the first that
+# counts CUDA-graph memory inside its budget, which later releases keep (a vLLM 0.27.1 log:
+# "CUDA graph memory profiling is enabled (default since v0.21.0)", gpustack/runner#251). Planning
+# with it never promises a KV cache that an older release, which leaves graphs outside, lacks.
+DEFAULT_VERSION = "0.21.0"
+
+# ---- Memory as vLLM V1 counts it at start-up (vllm/v1/worker/gpu_worker.py determine_available_memory):
+# KV budget = gpu_memory_utilization x the torch-visible total - (weights + torch peak increase of the
+# profile step + non-torch increase [+ the CUDA-graph estimate from 0.21]). Figures from the 31 vLLM
+# 0.19.0 H100 logs of benchmarks/data/vllm_memory_logs.json (llm-d-planner accuracy sweep, each
+# cited there), per GPU of rank 0 ("non-torch forward increase memory", "Graph capturing finished
+# ... took X GiB"):
+# Non-PyTorch memory the profile step adds on a GPU without the LM head: 0.07 GiB (Llama-3.1-8B at
+# pp 2 and pp 4, stage 0: v035, v036): kernel modules loaded on first use.
+NON_TORCH_BASE_GiB = 0.07
+# ... on the stage that runs the LM head and sampler: 0.24-0.26 GiB at tp 1, pp 1 (v015, v027-v034,
+# v052-v059, v065-v069), i.e. 0.18 GiB more than without them.
+NON_TORCH_SAMPLER_GiB = 0.18
+# ... in a TP group: 2.06-2.21 GiB at tp 2 and 4 (v013, v014, v037, v038, v045, v060, v061, v064),
+# i.e. 1.85 GiB above tp 1: the custom all-reduce and NCCL buffers, which are allocated outside
+# PyTorch's allocator (vllm-project/vllm#2031: "some memory (probably related to NCCL?) is
+# allocated/freed not through the PyTorch memory allocator" when TP > 1).
+NON_TORCH_TP_GiB = 1.85
+# ... for pipeline point-to-point sends alone: none measurable (v035 / v036 show 0.07 GiB in all).
+NON_TORCH_PP_GiB = 0.0
+# CUDA graphs, from 0.21 reserved inside the budget (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS on by
+# default: vllm/envs.py "Enabled by default as of v0.21.0"; added opt-in by vllm-project/vllm#30515,
+# which 0.19 logs advise setting). Captured sizes in the 0.19 logs: Llama-3.1-8B 0.91 GiB with its 32
+# layers on one GPU (v027), 0.65 with 16 (pp 2, v035), 0.51 with 8 (pp 4, v036): a fixed pool plus a
+# share per layer; the same rule gives 1.72 GiB for 80 layers (Llama-3.3-70B: 1.66-1.85, v013, v014,
+# v064) and 0.85 for 28 (Qwen2.5-7B: 0.86, v052). Before 0.21 the graphs are captured after the KV
+# cache is sized, in the memory the utilization leaves free, and are not counted here.
+CUDA_GRAPH_BASE_GiB = 0.38
+CUDA_GRAPH_PER_LAYER_GiB = 0.0167
+# The first release that reserves CUDA graphs inside the budget.
+CUDA_GRAPHS_IN_BUDGET_SINCE = (0, 21, 0)
+# vLLM allocates the KV cache in blocks of 16 tokens on CUDA (CacheConfig.block_size default).
+KV_BLOCK_TOKENS = 16
+
+
+def memory_conventions(version: str | None = None) -> MemoryConventions:
+    """How vLLM ``version`` (default :data:`DEFAULT_VERSION`) counts memory against its budget."""
+    version = version or DEFAULT_VERSION
+    graphs = release_tuple(version) >= CUDA_GRAPHS_IN_BUDGET_SINCE
+    where = ("CUDA graphs inside the budget (from 0.21)" if graphs
+             else "CUDA graphs outside the budget (before 0.21)")
+    return MemoryConventions(
+        engine=NAME, version=version, non_torch_base_GiB=NON_TORCH_BASE_GiB,
+        non_torch_sampler_GiB=NON_TORCH_SAMPLER_GiB, non_torch_tp_GiB=NON_TORCH_TP_GiB,
+        non_torch_pp_GiB=NON_TORCH_PP_GiB,
+        cuda_graph_base_GiB=CUDA_GRAPH_BASE_GiB if graphs else 0.0,
+        cuda_graph_per_layer_GiB=CUDA_GRAPH_PER_LAYER_GiB if graphs else 0.0,
+        kv_block_tokens=KV_BLOCK_TOKENS, profiled_sampler=True,
+        summary=(f"vLLM {version}: non-PyTorch memory {NON_TORCH_BASE_GiB:g} GiB per GPU, +{NON_TORCH_SAMPLER_GiB:g} on "
+                 f"the stage with the LM head, +{NON_TORCH_TP_GiB:g} in a TP group; {where}"
+                 + (f", {CUDA_GRAPH_BASE_GiB:g} GiB + {CUDA_GRAPH_PER_LAYER_GiB:g} GiB per layer" if graphs else "")),
+    )
 # How a step mixes prefill and decode (solver.simulate.engine): vLLM V1 schedules decodes first, then fills the step's token budget with prefill chunks (chunked prefill is always on in V1).
 SCHEDULER_POLICY = "mixed"
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU

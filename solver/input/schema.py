@@ -8,6 +8,7 @@ live in :mod:`solver.problem`, which turns a validated :class:`Instance` into a 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,8 +23,12 @@ from pydantic import (
 
 WeightDtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4", "mxfp4"]
 KvDtype = Literal["bf16", "fp16", "fp8"]
-ObjectiveName = Literal["max_throughput_per_gpu", "min_gpus", "min_tpot", "min_ttft"]
+ObjectiveName = Literal["max_throughput_per_gpu", "min_gpus", "min_tpot", "min_ttft", "min_cost", "min_cost_per_token"]
+OBJECTIVE_NAMES: tuple[str, ...] = ("max_throughput_per_gpu", "min_gpus", "min_tpot", "min_ttft", "min_cost",
+                                    "min_cost_per_token")
 EngineName = Literal["vllm", "sglang", "trtllm"]
+# An engine release: "0.19.0", "0.21", "1.0.0rc2", "0.10.1.1", optionally prefixed with "v".
+ENGINE_VERSION_PATTERN = re.compile(r"v?\d{1,4}(\.\d{1,4}){0,3}((rc|a|b|\.post|\.dev)\d{1,4})?")
 GpuFamily = Literal["hopper", "blackwell", "ampere", "ada", "turing", "cdna3"]
 
 WEIGHT_DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8", "int8", "int4", "fp4", "mxfp4")
@@ -83,6 +88,16 @@ class DenseTflops(Strict):
     fp4: float | None = Field(None, gt=0, description="FP4 tensor-core peak; Blackwell only.")
 
 
+class GpuPrice(Strict):
+    """What one GPU costs per hour to rent, with where and when the figure was read."""
+
+    usd_per_gpu_hour: float = Field(gt=0, le=10_000, description="US dollars per GPU per hour.")
+    kind: Literal["on-demand", "reserved", "spot", "custom"] = Field(
+        "on-demand", description="Pricing model the figure is (on-demand list prices in the catalog).")
+    source: str = Field(description="Where the price is published (page and the line read from it).")
+    date: str = Field(description="When the price was read, YYYY-MM or YYYY-MM-DD; prices change, check before buying.")
+
+
 class GpuCard(Strict):
     """An accelerator: memory, compute, bandwidth, links, and a source per figure."""
 
@@ -91,16 +106,24 @@ class GpuCard(Strict):
     vendor: str = Field("nvidia", description="nvidia or amd.")
     family: GpuFamily = Field(description="Architecture family; selects the default efficiency factors.")
     memory_GiB: float = Field(gt=0, le=100_000, description="Device memory the driver reports, in GiB (2^30 bytes).")
+    torch_visible_GiB: float | None = Field(
+        None, gt=0, le=100_000, description="Device memory the CUDA runtime reports (torch.cuda.mem_get_info's "
+        "total, what engines size their budget from), in GiB; null: the driver figure less 0.6 GiB, at most 2% "
+        "of it (solver.physics.engine_memory).")
     dense_TFLOPS: DenseTflops = Field(description="Dense peak per dtype.")
     hbm_TBps: float = Field(gt=0, le=1000, description="Memory bandwidth in TB/s (1e12 bytes/s).")
     intra_node: LinkSpec = Field(description="Link between GPUs of one node.")
     inter_node: LinkSpec = Field(description="Default network between nodes, per GPU.")
     sources: dict[str, str] = Field(default_factory=dict, description="Source of each figure group.")
+    price: GpuPrice | None = Field(None, description="Rental price per GPU-hour (null: none in the catalog).")
 
     @model_validator(mode="after")
     def _has_16bit(self) -> GpuCard:
         if self.dense_TFLOPS.fp16 is None and self.dense_TFLOPS.bf16 is None:
             raise ValueError("dense_TFLOPS needs at least one of fp16 / bf16 (the 16-bit compute peak)")
+        if self.torch_visible_GiB is not None and self.torch_visible_GiB > self.memory_GiB:
+            raise ValueError(f"torch_visible_GiB ({self.torch_visible_GiB:g}) cannot exceed the driver's memory_GiB "
+                             f"({self.memory_GiB:g}): the CUDA runtime sees at most what the driver reports")
         return self
 
 
@@ -130,16 +153,61 @@ def _model_kind(v: Any) -> str:
     return _name_or_inline(v)
 
 
-class ClusterSpec(Strict):
-    """The GPUs available: one type, identical nodes."""
+GpuRef = Annotated[
+    Annotated[str, Tag("name")] | Annotated[GpuCard, Tag("inline")], Discriminator(_name_or_inline)
+]
 
-    gpu: Annotated[
-        Annotated[str, Tag("name")] | Annotated[GpuCard, Tag("inline")], Discriminator(_name_or_inline)
-    ] = Field(description="GPU card name from models/gpu/ or an inline card object.")
+
+class GpuOffer(Strict):
+    """One GPU type on offer: its card, how many are available (nodes x GPUs per node), its price."""
+
+    gpu: GpuRef = Field(description="GPU card name from models/gpu/ or an inline card object.")
+    gpus_per_node: int = Field(8, gt=0, le=MAX_DEGREE, description="GPUs in each node.")
+    nodes: int = Field(1, gt=0, le=MAX_DEGREE, description="Number of nodes available.")
+    intra_node: LinkSpec | None = Field(None, description="Override of the GPU card's intra-node link.")
+    inter_node: LinkSpec | None = Field(None, description="Override of the GPU card's network link.")
+    price_per_gpu_hour_usd: float | None = Field(
+        None, gt=0, le=10_000, description="US dollars per GPU-hour; overrides the card's catalog price.")
+
+
+class ClusterSpec(Strict):
+    """The GPUs available: one type in identical nodes (``gpu``), or several candidate types (``candidates``)."""
+
+    gpu: GpuRef | None = Field(None, description="GPU card name from models/gpu/ or an inline card object.")
     gpus_per_node: int = Field(8, gt=0, le=MAX_DEGREE, description="GPUs in each node.")
     nodes: int = Field(1, gt=0, le=MAX_DEGREE, description="Number of nodes.")
     intra_node: LinkSpec | None = Field(None, description="Override of the GPU card's intra-node link.")
     inter_node: LinkSpec | None = Field(None, description="Override of the GPU card's network link.")
+    price_per_gpu_hour_usd: float | None = Field(
+        None, gt=0, le=10_000, description="US dollars per GPU-hour; overrides the card's catalog price.")
+    candidates: list[GpuOffer] | None = Field(
+        None, min_length=1, max_length=64,
+        description="GPU types to choose among, each with its availability and price: the solver picks the type "
+        "and count, or a mix of replicas of several types behind one router (instead of `gpu`).")
+    allow_mix: bool = Field(True, description="With candidates: allow replicas of different GPU types together.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ClusterSpec:
+        if (self.gpu is None) == (self.candidates is None):
+            raise ValueError("give exactly one of gpu (one GPU type) or candidates (a list of GPU types to choose "
+                             f"among); got {'both' if self.gpu is not None else 'neither'}")
+        if self.candidates is not None:
+            set_here = self.model_fields_set & {"gpus_per_node", "nodes", "intra_node", "inter_node",
+                                                "price_per_gpu_hour_usd"}
+            if set_here:
+                raise ValueError(f"with candidates, give {sorted(set_here)} inside each candidate")
+            names = [c.gpu if isinstance(c.gpu, str) else c.gpu.name for c in self.candidates]
+            if len(set(names)) != len(names):
+                raise ValueError(f"a GPU type is offered twice among the candidates: {names}")
+        return self
+
+    def offers(self) -> list[GpuOffer]:
+        """The GPU types on offer: the candidates, or the one type of a plain cluster."""
+        if self.candidates is not None:
+            return list(self.candidates)
+        return [GpuOffer(gpu=self.gpu, gpus_per_node=self.gpus_per_node, nodes=self.nodes,
+                         intra_node=self.intra_node, inter_node=self.inter_node,
+                         price_per_gpu_hour_usd=self.price_per_gpu_hour_usd)]
 
 
 class PrecisionSpec(Strict):
@@ -342,6 +410,21 @@ class SearchSpec(Strict):
     ep: list[int] | None = Field(None, min_length=1, description="Expert-parallel degrees (MoE); default divisors of TP.")
     uneven_layers: bool = Field(True, description="Allow uneven layers per pipeline stage.")
     engine: EngineName = Field("vllm", description="Serving engine whose rules and launch flags apply.")
+    serving: Literal["aggregated", "disaggregated", "auto"] = Field(
+        "aggregated", description="aggregated: prefill and decode in every replica; disaggregated: a prefill pool "
+        "and a decode pool with the KV cache shipped between them; auto: the better of the two under the objective "
+        "(both reported). Disaggregated plans are searched for request-rate workloads.")
+    engine_version: str | None = Field(
+        None, description="Release of the engine, e.g. \"0.19.0\": sets how it counts memory (vLLM reserves CUDA-graph "
+        "memory in its budget from 0.21 on); default: the engine's DEFAULT_VERSION in solver/engines/.")
+
+    @field_validator("engine_version")
+    @classmethod
+    def _release_number(cls, v: str | None) -> str | None:
+        if v is not None and not ENGINE_VERSION_PATTERN.fullmatch(v):
+            raise ValueError(f"engine_version must be a release number such as \"0.19.0\", \"0.21\" or \"1.0.0rc2\" "
+                             f"(digits separated by dots, an optional pre-release suffix); got {v!r}")
+        return v
 
     @field_validator("tp", "pp", "dp", "ep")
     @classmethod

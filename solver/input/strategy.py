@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .errors import InputError, closest
@@ -52,4 +53,41 @@ def parse_strategy(text: str) -> dict[str, Any]:
         out["pp"] = len(out["layers_per_stage"])
     if "layers_per_stage" in out and out["pp"] != len(out["layers_per_stage"]):
         raise InputError("--strategy", "layers", value, f"{len(out['layers_per_stage'])} stages given but pp = {out['pp']}")
+    return out
+
+
+_POOL_KEYS = ("prefill", "decode")
+_DISAGG_ACCEPTED = ("a disaggregated layout: prefill=NxtpT[ppP][epE],decode=NxtpT[ppP][epE] (N workers of tp T), "
+                    "optionally weights=..., kv=...; e.g. prefill=1xtp4,decode=1xtp2,weights=fp8")
+
+
+def is_disaggregated(text: str) -> bool:
+    """Whether ``--strategy`` text proposes a disaggregated layout (a ``prefill=`` or ``decode=`` key)."""
+    return any(p.split("=", 1)[0].strip() in _POOL_KEYS for p in text.split(","))
+
+
+def parse_disagg_strategy(text: str) -> dict[str, Any]:
+    """``prefill=2xtp2,decode=1xtp4,weights=fp8`` -> {"prefill": {workers, tp, pp, ep}, "decode": {...}, ...}."""
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise InputError("--strategy", part, part, _DISAGG_ACCEPTED)
+        key, value = (s.strip() for s in part.split("=", 1))
+        if key in out:
+            raise InputError("--strategy", key, value, f"{key} is given twice")
+        if key in _POOL_KEYS:
+            m = re.fullmatch(r"(\d+)x(?:tp)?(\d+)(?:pp(\d+))?(?:ep(\d+))?", value)
+            if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+                raise InputError("--strategy", key, value, _DISAGG_ACCEPTED)
+            out[key] = {"workers": int(m.group(1)), "tp": int(m.group(2)), "pp": int(m.group(3) or 1),
+                        "ep": int(m.group(4) or 1)}
+        elif key == "weights" and value in WEIGHT_DTYPES:
+            out["weights"] = value
+        elif key in ("kv", "kv_cache") and value in KV_DTYPES:
+            out["kv_cache"] = value
+        else:
+            raise InputError("--strategy", key, value, _DISAGG_ACCEPTED)
+    missing = [k for k in _POOL_KEYS if k not in out]
+    if missing:
+        raise InputError("--strategy", missing[0], None, f"{missing[0]}= is missing; {_DISAGG_ACCEPTED}")
     return out

@@ -6,13 +6,22 @@ imports nothing of the project but :mod:`solver.input` (the validated input type
 names: bytes, seconds (``_s``), GiB, GB/s. Every constant says why and where it comes from.
 
 Modules, lowest first: ``precision`` (bytes and peaks per dtype), ``efficiency`` (named factors per
-GPU family), ``params`` (parameter counts), ``layout`` (configuration, hardware, context, GPU
+GPU family), ``engine_memory`` (the device total an engine sees, what it counts besides weights and
+KV), ``params`` (parameter counts), ``layout`` (configuration, hardware, context, GPU
 numbering, layer splits), ``memory`` (bytes per GPU), ``timing`` (per-layer roofline and
 collectives), ``stages`` (per-stage linear coefficients), ``serving`` (TTFT, TPOT, throughput).
 Other packages import from here; the modules import each other directly, never this package.
 """
 
 from .efficiency import EFFICIENCY_BY_FAMILY, Efficiency, efficiency_for
+from .engine_memory import (
+    DRIVER_RESERVED_MAX_FRACTION,
+    LEGACY_MEMORY,
+    DRIVER_RESERVED_GiB,
+    MemoryConventions,
+    driver_reserved_GiB,
+    torch_visible_GiB,
+)
 from .layout import (
     GB,
     KINDS,
@@ -28,11 +37,11 @@ from .layout import (
 from .memory import (
     ACTIVATION_FACTOR,
     SAMPLER_FP32_COPIES,
-    RUNTIME_OVERHEAD_COMM_GiB,
-    RUNTIME_OVERHEAD_SINGLE_GiB,
     activation_bytes,
     attended_context,
+    cuda_graph_bytes_per_layer,
     embedding_bytes_per_gpu,
+    forward_activation_bytes,
     kv_bytes_per_token,
     kv_bytes_per_token_layer,
     kv_heads_per_gpu,
@@ -40,7 +49,9 @@ from .memory import (
     kv_tokens_per_replica,
     layer_weight_bytes_per_gpu,
     lm_head_bytes_per_gpu,
+    rotary_cache_bytes,
     runtime_overhead_bytes,
+    sampler_activation_bytes,
 )
 from .params import LayerParams, ParamCounts, layer_params, param_counts
 from .precision import (
@@ -56,6 +67,7 @@ from .precision import (
 from .serving import Metrics, serving_metrics, stage_cycles_s
 from .stages import (
     StageCoefficients,
+    kv_cache_tokens,
     kv_capacity_tokens,
     max_batch_that_fits,
     prefill_chunks,
@@ -76,16 +88,17 @@ from .timing import (
 )
 
 __all__ = [
-    "ACTIVATION_FACTOR", "ACT_BYTES", "COMPUTE_DTYPE", "compute_dtype", "Config", "Context", "EFFICIENCY_BY_FAMILY",
-    "Efficiency", "GB", "GiB", "Hardware", "KINDS", "KV_BYTES", "LayerCost", "LayerParams", "Metrics",
-    "ParamCounts", "RUNTIME_OVERHEAD_COMM_GiB", "RUNTIME_OVERHEAD_SINGLE_GiB", "SAMPLER_FP32_COPIES",
+    "ACTIVATION_FACTOR", "ACT_BYTES", "COMPUTE_DTYPE", "compute_dtype", "Config", "Context", "DRIVER_RESERVED_GiB",
+    "DRIVER_RESERVED_MAX_FRACTION",
+    "EFFICIENCY_BY_FAMILY", "Efficiency", "GB", "GiB", "Hardware", "KINDS", "KV_BYTES", "LEGACY_MEMORY", "LayerCost",
+    "LayerParams", "MemoryConventions", "Metrics", "ParamCounts", "SAMPLER_FP32_COPIES",
     "StageCoefficients", "StageCost", "StepModel", "WEIGHT_BYTES", "ZERO_COST", "activation_bytes", "attended_context",
-    "allreduce_latency_s", "boundary_link", "causal_pairs", "efficiency_for", "embedding_bytes_per_gpu",
-    "even_split", "experts_touched_fraction", "gpu_index",
-    "kv_bytes_per_token", "kv_bytes_per_token_layer", "kv_capacity_tokens", "kv_dtype_supported", "kv_heads_per_gpu",
+    "allreduce_latency_s", "boundary_link", "causal_pairs", "cuda_graph_bytes_per_layer", "driver_reserved_GiB", "efficiency_for",
+    "embedding_bytes_per_gpu", "even_split", "experts_touched_fraction", "forward_activation_bytes", "gpu_index",
+    "kv_bytes_per_token", "kv_bytes_per_token_layer", "kv_cache_tokens", "kv_capacity_tokens", "kv_dtype_supported", "kv_heads_per_gpu",
     "kv_tokens_held", "kv_tokens_per_replica", "layer_cost", "layer_params", "layer_weight_bytes_per_gpu",
     "lm_head_bytes_per_gpu", "lm_head_cost", "max_batch_that_fits", "param_counts",
-    "peak_tflops", "prefill_chunks", "prefill_latency_s", "prefill_work_s", "runtime_overhead_bytes",
-    "send_cost", "serving_metrics", "stage_coefficients", "stage_cycles_s", "stage_costs", "stage_counts", "step_model",
-    "weight_dtype_supported",
+    "peak_tflops", "prefill_chunks", "prefill_latency_s", "prefill_work_s", "rotary_cache_bytes", "runtime_overhead_bytes",
+    "sampler_activation_bytes", "send_cost", "serving_metrics", "stage_coefficients", "stage_cycles_s", "stage_costs", "stage_counts", "step_model",
+    "torch_visible_GiB", "weight_dtype_supported",
 ]

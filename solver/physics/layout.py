@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..input.catalog import Architecture
 from ..input.schema import GpuCard, LimitsSpec, LinkSpec, WorkloadSpec
 from .efficiency import Efficiency
+from .engine_memory import LEGACY_MEMORY, MemoryConventions, torch_visible_GiB
 
 GiB = 2**30
 GB = 1e9
@@ -62,11 +63,19 @@ class Context:
     workload: WorkloadSpec
     limits: LimitsSpec
     eff: Efficiency
+    # What the engine release counts against its budget (solver.engines.<engine>.memory_conventions).
+    memory: MemoryConventions = LEGACY_MEMORY
+
+    @property
+    def device_GiB(self) -> float:
+        """Device memory the engine sizes its budget from: the CUDA runtime's total (torch-visible)."""
+        return torch_visible_GiB(self.hw.gpu)
 
     @property
     def capacity_bytes(self) -> float:
-        """Usable bytes per GPU: device memory x memory_utilization."""
-        return self.hw.gpu.memory_GiB * GiB * self.limits.memory_utilization
+        """Usable bytes per GPU: the torch-visible device memory x memory_utilization (vLLM's
+        ``requested_memory``; not the driver's larger total)."""
+        return self.device_GiB * GiB * self.limits.memory_utilization
 
     @property
     def decode_context_tokens(self) -> float:

@@ -4,27 +4,35 @@ from __future__ import annotations
 
 from ..input.catalog import Architecture
 from ..input.schema import LimitsSpec, WorkloadSpec
+from .engine_memory import LEGACY_MEMORY, MemoryConventions
 from .layout import Config, GiB
 from .params import LayerParams, layer_params
 from .precision import ACT_BYTES, EXPERT_ONLY_WEIGHTS, KV_BYTES, UNQUANTISED_BYTES, WEIGHT_BYTES
 
-# Runtime memory outside weights, KV and activations, per GPU. m0690 (vLLM startup log, 80 GB GPU)
-# shows 0.16 GiB of non-torch memory after start-up; CUDA graphs for the decode batch sizes and the
-# cuBLAS workspace add about 0.5 GiB (vLLM logs "Graph capturing finished ... 0.4-0.6 GiB").
-RUNTIME_OVERHEAD_SINGLE_GiB = 0.75
-# NCCL and custom all-reduce buffers when the GPU communicates (vLLM custom all-reduce registers
-# 8 MiB x ranks buffers; NCCL channels take a few hundred MiB).
-RUNTIME_OVERHEAD_COMM_GiB = 0.5
 # Activation workspace multiplier over the live tensors of one layer at max_num_batched_tokens,
 # covering intermediate copies and allocator fragmentation. Public vLLM start-up logs ("PyTorch
 # activation peak memory takes ...") show 1.19 GiB for Llama-3-8B at 8192 batched tokens and
 # 6.90 GiB for a 32B model at tp=1 and 32768 tokens; 1.5 over-covers both (1.66 and ~8 GiB).
-# Calibration row m0690 (2.38 GiB, reliability C, model identity inferred) is not matched.
+# vLLM 0.19 on a first pipeline stage (no LM head, so no sampler): 1.10 GiB for Llama-3.1-8B at
+# 8192 tokens (benchmarks/data/vllm_memory_logs.json v035 / v036), 1.17 GiB by this rule.
 ACTIVATION_FACTOR = 1.5
-# The sampler holds logits, probabilities and sort buffers in FP32 for every sequence in the batch.
-SAMPLER_FP32_COPIES = 4
-
-
+# The profile step ends with a dummy sampler run on the last pipeline stage (vLLM
+# gpu_model_runner.py profile_run -> _dummy_sampler_run): logits of min(max_num_seqs,
+# max_num_batched_tokens) sequences over the *whole* vocabulary on every TP rank (the LM head's
+# shards are all-gathered before sampling), cast to FP32 ("logits = logits.to(torch.float32)",
+# vllm/v1/sample/sampler.py; vllm-project/vllm#27508 runs out of memory on that line), then
+# probabilities and the top-k / top-p sort. Its peak is this many FP32 copies of the logits, plus
+# the step's hidden states still held. The forward activations are freed by then, so the last
+# stage peaks at the larger of the two, and the peak does not shrink with TP: vLLM 0.19 logs 1.89
+# GiB for Llama-3.1-8B (vocab 128,256, 1,024 sequences) at TP 1, 2 and 4 (v027-v038) and 2.21 GiB
+# for Qwen2.5-7B (vocab 152,064) at TP 1, 2 and 4 (v052-v061): 3.73 and 3.72 copies.
+SAMPLER_FP32_COPIES = 3.73
+# Logits are computed, and the sampler runs, on the last pipeline stage only; the stages before
+# it peak with their forward activations (v035 / v036: 1.10 GiB on stage 0 against 1.89 at pp=1).
+# Engines whose start-up logs are not yet checked (MemoryConventions.profiled_sampler false) keep
+# the earlier rule: the forward pass plus logits, probabilities and sort buffers in FP32 of every
+# sequence over the TP rank's vocabulary shard, 4 copies, on every stage.
+LEGACY_SAMPLER_FP32_COPIES = 4
 def kv_heads_per_gpu(a: Architecture, tp: int) -> float:
     """KV heads each TP rank stores: they split when TP <= KV heads and replicate beyond."""
     return max(a.kv_heads / tp, 1.0)
@@ -131,6 +139,19 @@ def routed_expert_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> floa
     return lp.experts * (lp.expert * WEIGHT_BYTES[cfg.weights] + lp.expert_bias * 2.0) / cfg.tp
 
 
+def rotary_cache_bytes(a: Architecture) -> float:
+    """The rotary-embedding cos / sin table every GPU holds beside the weights (16-bit).
+
+    vLLM builds one ``cos_sin_cache`` of max_position_embeddings x rotary dim in the model dtype
+    (model_executor/layers/rotary_embedding: ``register_buffer("cos_sin_cache", ...)``), shared by the
+    layers and counted in "Model loading took X GiB": 32 MiB for Llama-3.1-8B's 131,072 positions,
+    the 0.03 GiB by which its loaded weights exceed the parameters (v027-v038 of
+    benchmarks/data/vllm_memory_logs.json).
+    """
+    rotary_dim = a.qk_rope_head_dim if a.is_mla else a.head_dim
+    return a.max_position_embeddings * rotary_dim * ACT_BYTES
+
+
 def embedding_bytes_per_gpu(a: Architecture, tp: int) -> float:
     """Vocab-parallel input embedding on the first stage (16-bit)."""
     return a.vocab * a.hidden * 2.0 / tp
@@ -145,22 +166,65 @@ def lm_head_bytes_per_gpu(a: Architecture, tp: int, pp: int) -> float:
     return head + a.hidden * 2.0
 
 
-def activation_bytes(a: Architecture, tp: int, limits: LimitsSpec) -> float:
-    """Peak activation workspace per GPU during the profiling step of max_num_batched_tokens."""
+def forward_activation_bytes(a: Architecture, tp: int, limits: LimitsSpec) -> float:
+    """Peak activations of the profiling forward pass over max_num_batched_tokens, per GPU.
+
+    The residual stream and norms in full width, the attention projections and the MLP (or the
+    routed experts a token visits plus the shared ones) split over TP, times ACTIVATION_FACTOR.
+    """
     q_out = a.heads * (a.qk_nope_head_dim + a.qk_rope_head_dim if a.is_mla else a.head_dim)
     kv_out = (a.kv_lora_rank + a.qk_rope_head_dim) if a.is_mla else 2 * a.kv_heads * a.head_dim
     ffn = max(a.intermediate, a.top_k * a.moe_intermediate + a.shared_intermediate)
     per_token = ACT_BYTES * (4 * a.hidden + (q_out + kv_out + 2 * ffn) / tp)
-    sampler = limits.max_num_seqs * a.vocab / tp * 4.0 * SAMPLER_FP32_COPIES
-    return limits.max_num_batched_tokens * per_token * ACTIVATION_FACTOR + sampler
+    return limits.max_num_batched_tokens * per_token * ACTIVATION_FACTOR
 
 
-def runtime_overhead_bytes(cfg: Config, limits: LimitsSpec) -> float:
-    """CUDA context, graphs, cuBLAS and communication buffers per GPU."""
+def sampler_activation_bytes(a: Architecture, limits: LimitsSpec) -> float:
+    """Peak of the profiling sampler run on the last stage: FP32 logits over the whole vocabulary.
+
+    min(max_num_seqs, max_num_batched_tokens) sequences x vocab x 4 bytes x SAMPLER_FP32_COPIES,
+    plus the step's hidden states it still holds; the same on every TP rank.
+    """
+    seqs = min(limits.max_num_seqs, limits.max_num_batched_tokens)
+    held = limits.max_num_batched_tokens * a.hidden * ACT_BYTES
+    return seqs * a.vocab * 4.0 * SAMPLER_FP32_COPIES + held
+
+
+def activation_bytes(a: Architecture, tp: int, limits: LimitsSpec, last_stage: bool = True,
+                     conventions: MemoryConventions = LEGACY_MEMORY) -> float:
+    """Peak activation workspace per GPU in the engine's profiling step of max_num_batched_tokens.
+
+    With a profiled sampler (vLLM) the last pipeline stage peaks at the larger of the forward pass
+    and the sampler run (which does not shrink with TP), the stages before it at the forward pass
+    alone. Otherwise the earlier rule: forward plus a TP-split sampler, the same on every stage.
+    """
+    fwd = forward_activation_bytes(a, tp, limits)
+    if not conventions.profiled_sampler:
+        return fwd + limits.max_num_seqs * a.vocab / tp * 4.0 * LEGACY_SAMPLER_FP32_COPIES
+    return max(fwd, sampler_activation_bytes(a, limits)) if last_stage else fwd
+
+
+def runtime_overhead_bytes(cfg: Config, limits: LimitsSpec, conventions: MemoryConventions = LEGACY_MEMORY,
+                           last_stage: bool = True, layers: int = 0) -> float:
+    """Memory the engine counts besides weights, KV cache and activations, on one GPU of a stage.
+
+    Its non-PyTorch buffers (NCCL and custom all-reduce, kernel modules; by TP / PP and whether the
+    stage runs the sampler) and, where the engine release reserves them in its budget, its CUDA
+    graphs for ``layers`` decoder layers (:class:`MemoryConventions`). ``limits.runtime_overhead_GiB``
+    replaces all of it, the same on every GPU.
+    """
     if limits.runtime_overhead_GiB is not None:
         return limits.runtime_overhead_GiB * GiB
-    comm = RUNTIME_OVERHEAD_COMM_GiB if cfg.tp * cfg.pp > 1 else 0.0
-    return (RUNTIME_OVERHEAD_SINGLE_GiB + comm) * GiB
+    c = conventions
+    graphs = c.cuda_graph_base_GiB + c.cuda_graph_per_layer_GiB * layers
+    return (c.non_torch_GiB(cfg.tp, cfg.pp, last_stage) + graphs) * GiB
+
+
+def cuda_graph_bytes_per_layer(limits: LimitsSpec, conventions: MemoryConventions = LEGACY_MEMORY) -> float:
+    """CUDA-graph bytes the engine reserves per decoder layer on a GPU (0 outside its budget)."""
+    if limits.runtime_overhead_GiB is not None:
+        return 0.0
+    return conventions.cuda_graph_per_layer_GiB * GiB
 
 
 def kv_tokens_per_replica(batch: int, workload: WorkloadSpec, a: Architecture | None = None) -> float:

@@ -9,12 +9,14 @@ from .layout import KINDS, Config, Context, boundary_link, stage_counts
 from .memory import (
     activation_bytes,
     attended_context,
+    cuda_graph_bytes_per_layer,
     embedding_bytes_per_gpu,
     kv_bytes_per_token_layer,
     kv_tokens_held,
     kv_tokens_per_replica,
     layer_weight_bytes_per_gpu,
     lm_head_bytes_per_gpu,
+    rotary_cache_bytes,
     runtime_overhead_bytes,
     window_of,
     windowed_keys,
@@ -41,7 +43,7 @@ class StageCoefficients:
     cfg: Config
     batch: int  # sequences in flight per replica
     micro_batch: float
-    mem_per_layer: dict[str, float]  # weights + KV bytes
+    mem_per_layer: dict[str, float]  # weights + KV + CUDA-graph bytes
     weight_per_layer: dict[str, float]
     kv_per_layer: dict[str, float]
     dec_per_layer: dict[str, float]
@@ -49,9 +51,9 @@ class StageCoefficients:
     pf_work_per_layer: dict[str, float]
     mem_first: float  # embedding
     mem_last: float  # LM head (+ final norm)
-    mem_const: float  # activations + runtime overhead
-    act_bytes: float
-    overhead_bytes: float
+    mem_const: float  # activations + runtime overhead + the rotary table, on every stage
+    act_bytes: float  # forward activation peak (every stage)
+    overhead_bytes: float  # non-PyTorch buffers (+ CUDA graphs' fixed part) on every stage
     dec_last: float
     pf_lat_last: float
     pf_work_last: float
@@ -59,6 +61,17 @@ class StageCoefficients:
     send_dec: tuple[float, ...]  # per stage boundary s -> s+1 (len pp-1)
     send_pf: tuple[float, ...]
     request_s: float = 0.0  # per request, before the engine sees it (the front end): part of TTFT
+    # The last stage's extra bytes (activations and overhead) over every stage's: the sampler run and
+    # the memory outside PyTorch it takes. Split for the report below; CP-SAT adds the sum.
+    act_last: float = 0.0
+    overhead_last: float = 0.0
+    graph_per_layer: float = 0.0  # CUDA-graph bytes per decoder layer where the engine budgets them
+    weight_const: float = 0.0  # loaded with the weights on every stage: the rotary cos / sin table
+
+    @property
+    def mem_last_extra(self) -> float:
+        """Bytes the last stage holds beyond the LM head and every stage's constant."""
+        return self.act_last + self.overhead_last
 
     def stage_values(self, counts: dict[str, int], stage: int) -> dict[str, float]:
         """Memory (bytes) and times (s) of stage ``stage`` holding ``counts`` layers of each kind."""
@@ -66,15 +79,18 @@ class StageCoefficients:
         first, last = stage == 0, stage == pp - 1
         mem_w = sum(self.weight_per_layer[k] * counts.get(k, 0) for k in KINDS)
         mem_kv = sum(self.kv_per_layer[k] * counts.get(k, 0) for k in KINDS)
-        extra_w = (self.mem_first if first else 0.0) + (self.mem_last if last else 0.0)
+        extra_w = (self.mem_first if first else 0.0) + (self.mem_last if last else 0.0) + self.weight_const
         send_dec = 0.0 if last else self.send_dec[stage]
         send_pf = 0.0 if last else self.send_pf[stage]
+        graphs = self.graph_per_layer * sum(counts.get(k, 0) for k in KINDS)
+        act = self.act_bytes + (self.act_last if last else 0.0)
+        overhead = self.overhead_bytes + (self.overhead_last if last else 0.0) + graphs
         return {
             "weights": mem_w + extra_w,
             "kv_cache": mem_kv,
-            "activations": self.act_bytes,
-            "overhead": self.overhead_bytes,
-            "memory": mem_w + extra_w + mem_kv + self.mem_const,
+            "activations": act,
+            "overhead": overhead,
+            "memory": mem_w + extra_w + mem_kv + act + overhead,
             "decode_s": sum(self.dec_per_layer[k] * counts.get(k, 0) for k in KINDS)
             + (self.dec_last if last else 0.0)
             + self.dec_const
@@ -132,14 +148,20 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
     costs = {k: layer_cost(ctx, k, cfg) if k in kinds else ZERO_COST for k in KINDS}
     context = micro * attended_context(a, ctx.decode_context_tokens)
     head = lm_head_cost(ctx, cfg)
-    act = activation_bytes(a, cfg.tp, ctx.limits)
-    overhead = runtime_overhead_bytes(cfg, ctx.limits)
+    # Memory as the engine counts it (physics.engine_memory): every stage's forward peak and buffers;
+    # the last stage adds the sampler run's peak and the buffers it takes; CUDA graphs per layer.
+    act = activation_bytes(a, cfg.tp, ctx.limits, last_stage=False, conventions=ctx.memory)
+    act_last = activation_bytes(a, cfg.tp, ctx.limits, last_stage=True, conventions=ctx.memory) - act
+    overhead = runtime_overhead_bytes(cfg, ctx.limits, ctx.memory, last_stage=False)
+    overhead_last = runtime_overhead_bytes(cfg, ctx.limits, ctx.memory, last_stage=True) - overhead
+    graph_layer = cuda_graph_bytes_per_layer(ctx.limits, ctx.memory)
+    rotary = rotary_cache_bytes(a)
     sends = [send_cost(ctx, boundary_link(ctx, cfg, s)) for s in range(cfg.pp - 1)]
     return StageCoefficients(
         cfg=cfg,
         batch=batch,
         micro_batch=micro,
-        mem_per_layer={k: weight[k] + kv[k] for k in KINDS},
+        mem_per_layer={k: weight[k] + kv[k] + (graph_layer if k in kinds else 0.0) for k in KINDS},
         weight_per_layer=weight,
         kv_per_layer=kv,
         dec_per_layer={k: costs[k].time_s(micro, context) if k in kinds else 0.0 for k in KINDS},
@@ -147,7 +169,7 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
         pf_work_per_layer={k: prefill_work_s(ctx, costs[k], micro) if k in kinds else 0.0 for k in KINDS},
         mem_first=embedding_bytes_per_gpu(a, cfg.tp),
         mem_last=lm_head_bytes_per_gpu(a, cfg.tp, cfg.pp),
-        mem_const=act + overhead,
+        mem_const=act + overhead + rotary,
         act_bytes=act,
         overhead_bytes=overhead,
         dec_last=head.time_s(micro),
@@ -157,6 +179,10 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
         request_s=ctx.eff.request_overhead_s,
         send_dec=tuple(c.time_s(micro) for c in sends),
         send_pf=tuple(prefill_latency_s(ctx, c) for c in sends),
+        act_last=act_last,
+        overhead_last=overhead_last,
+        graph_per_layer=graph_layer,
+        weight_const=rotary,
     )
 
 
@@ -179,6 +205,30 @@ def kv_capacity_tokens(ctx: Context, cfg: Config, layers_per_stage: list[int] | 
         if per_token > 0:
             best = min(best, max(free, 0.0) / per_token * stretch)
     return best
+
+
+def kv_cache_tokens(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...]) -> int:
+    """The KV cache in tokens as the engine reports it at start-up, for one replica.
+
+    vLLM logs "GPU KV cache size: N tokens" once per engine (replica): every GPU of it holds the
+    same N tokens for its layers and KV heads, so N is the fullest stage's free memory over the KV
+    bytes of one token on that stage's layers, in whole blocks of ``ctx.memory.kv_block_tokens``
+    (vllm/v1/core/kv_cache_utils.py: blocks per KV-cache group x block size, the minimum over the
+    pipeline stages' workers). Every layer counts as a full-attention layer here, as in that log
+    line: with sliding-window layers the cache holds more sequence tokens (:func:`kv_capacity_tokens`).
+    """
+    counts = stage_counts(ctx.arch.layer_kinds(), list(layers_per_stage))
+    coef1 = stage_coefficients(ctx, cfg, 1)
+    kv_tok = kv_bytes_per_token_layer(ctx.arch, cfg.kv_cache, cfg.tp)
+    block = max(1, ctx.memory.kv_block_tokens)
+    best = math.inf
+    for s, c in enumerate(counts):
+        vals = coef1.stage_values(c, s)
+        free = ctx.capacity_bytes - (vals["weights"] + vals["activations"] + vals["overhead"])
+        per_block = kv_tok * sum(c.values()) * block
+        if per_block > 0:
+            best = min(best, max(free, 0.0) // per_block * block)
+    return 0 if best == math.inf else int(best)
 
 
 def max_batch_that_fits(ctx: Context, cfg: Config, layers_per_stage: list[int]) -> int:

@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from ..engines import LaunchInput, launch_commands
+from ..engines.disagg import disagg_launch
 from ..physics import Config, gpu_index
+from ..physics.cost import cost_per_hour_usd, cost_per_million_tokens_usd
 from ..problem import Problem
-from ..verify import Evaluation, Placement
+from ..verify import DisaggEvaluation, Evaluation, Placement
 
 JSON_SCHEMA_VERSION = 1
 
@@ -21,7 +23,7 @@ def launch_input(problem: Problem, placement: Placement, max_num_seqs: int | Non
     if ev is not None and ev.stages:
         # TensorRT-LLM sizes the KV cache as a fraction of what the weights and buffers leave: the
         # fullest stage's plan share, (usable - fixed) / (device - fixed).
-        device = problem.ctx.hw.gpu.memory_GiB
+        device = problem.ctx.device_GiB
         fractions = []
         for st in ev.stages:
             fixed = st.memory_GiB["weights"] + st.memory_GiB["activations"] + st.memory_GiB["overhead"]
@@ -100,9 +102,11 @@ def evaluation_json(problem: Problem, ev: Evaluation) -> dict[str, Any]:
             "served_output_tokens_per_s_per_gpu": round(_served(problem, ev) / m.gpus, 3),
             "max_concurrency": min(ev.max_concurrency, ev.max_num_seqs * p.cfg.dp),
             "kv_capacity_sequences": ev.max_concurrency,
+            "kv_cache_tokens": ev.kv_cache_tokens,
             "max_request_rate": round(m.max_request_rate, 4),
             "batch_per_replica": m.batch_per_replica,
             "gpus_used": m.gpus,
+            **cost_metrics(problem, m.gpus, _served(problem, ev)),
         },
         "simulated": simulation_json(problem, ev),
         "requirements": [_req_json(r) for r in ev.requirements],
@@ -112,13 +116,26 @@ def evaluation_json(problem: Problem, ev: Evaluation) -> dict[str, Any]:
     }
 
 
+def cost_metrics(problem: Problem, gpus: int, served_tokens_per_s: float) -> dict[str, float | None]:
+    """Dollars per hour and per million output tokens served (None without a price)."""
+    if problem.price is None:
+        return {"cost_per_hour_usd": None, "cost_per_million_output_tokens_usd": None}
+    per_hour = cost_per_hour_usd(problem.price, gpus)
+    return {"cost_per_hour_usd": round(per_hour, 4),
+            "cost_per_million_output_tokens_usd": round(cost_per_million_tokens_usd(per_hour, served_tokens_per_s), 6)}
+
+
 def _dist(d: Any) -> dict[str, float]:
     return {k: round(getattr(d, k), 3) for k in ("mean", "p50", "p90", "p99")}
 
 
 def simulation_json(problem: Problem, ev: Evaluation) -> dict[str, Any] | None:
     """The simulated latency distribution of a plan (None when it was not simulated)."""
-    sim = ev.simulation
+    return simulation_block(problem, ev.simulation)
+
+
+def simulation_block(problem: Problem, sim: Any) -> dict[str, Any] | None:
+    """The ``simulated`` block of a :class:`~solver.simulate.SimulationResult` (None: not simulated)."""
     if sim is None:
         return None
     wl, cfg = problem.instance.workload, problem.instance.simulation
@@ -169,6 +186,7 @@ def document(problem: Problem, status: str, ev: Evaluation | None, solver: dict[
         "cluster_gpus": problem.ctx.hw.total_gpus,
         "objective_name": problem.instance.objective,
         "status": status,
+        "price": None if problem.price is None else problem.price.as_json(),
     }
     if ev is not None:
         doc.update(evaluation_json(problem, ev))
@@ -186,3 +204,88 @@ def document(problem: Problem, status: str, ev: Evaluation | None, solver: dict[
 def to_json(doc: dict[str, Any]) -> str:
     """Deterministic JSON text."""
     return json.dumps(doc, indent=2, sort_keys=False, default=str)
+
+
+# ---------------------------------------------------------------------------------------------
+# Disaggregated plans
+# ---------------------------------------------------------------------------------------------
+
+
+def _worker(p: Placement) -> Placement:
+    """One worker of a pool (the pool's count is the plan's, not the worker's)."""
+    return Placement(Config(p.cfg.tp, p.cfg.pp, 1, p.cfg.ep, p.cfg.weights, p.cfg.kv_cache), p.batch,
+                     tuple(p.layers_per_stage))
+
+
+def disaggregated_json(problem: Problem, ev: DisaggEvaluation) -> dict[str, Any]:
+    """The ``disaggregated`` block: both pools, the transfer, the whole plan's figures."""
+    m, dp = ev.metrics, ev.placement
+
+    def pool(name: str, p: Placement, pev: Evaluation, capacity: float, extra: dict[str, Any]) -> dict[str, Any]:
+        st = pev.stages
+        return {"workers": p.cfg.dp, "tp": p.cfg.tp, "pp": p.cfg.pp, "ep": p.cfg.ep, "weights": p.cfg.weights,
+                "kv_cache": p.cfg.kv_cache, "gpus": p.cfg.gpus, "layers_per_stage": list(p.layers_per_stage),
+                "capacity_request_rate": round(capacity, 4),
+                "memory_GiB": [{k: round(v, 3) for k, v in s.memory_GiB.items()} for s in st], **extra}
+
+    wl = problem.instance.workload
+    served = min(m.output_tokens_per_s, wl.request_rate * wl.output_tokens) if wl.mode == "request_rate" else \
+        m.output_tokens_per_s
+    return {
+        "prefill": pool("prefill", dp.prefill, ev.prefill, m.prefill_capacity_per_s,
+                        {"prompts_per_step": dp.prefill.batch, "prefill_latency_ms": round(m.prefill_latency_ms, 3)}),
+        "decode": pool("decode", dp.decode, ev.decode, m.decode_capacity_per_s,
+                       {"sequences_per_worker": dp.decode.batch, "tpot_ms": round(m.tpot_ms, 4)}),
+        "kv_transfer_ms": round(m.transfer_ms, 4), "kv_transfer_link": m.transfer_link,
+        "ttft_ms": round(m.ttft_ms, 3), "tpot_ms": round(m.tpot_ms, 4), "gpus_used": m.gpus,
+        "max_request_rate": round(m.max_request_rate, 4), "output_tokens_per_s": round(served, 3),
+        "output_tokens_per_s_per_gpu": round(served / m.gpus, 3),
+        **cost_metrics(problem, m.gpus, served),
+        "statement": (f"{dp.label()}: {m.gpus} GPUs, TTFT {m.ttft_ms:.1f} ms (prefill {m.prefill_latency_ms:.1f} + "
+                      f"KV transfer {m.transfer_ms:.2f} over {m.transfer_link} + a decode step), TPOT "
+                      f"{m.tpot_ms:.2f} ms, pools carry {m.prefill_capacity_per_s:.2f} / "
+                      f"{m.decode_capacity_per_s:.2f} req/s"),
+    }
+
+
+def disaggregated_document(problem: Problem, status: str, ev: DisaggEvaluation, solver: dict[str, Any],
+                           extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole document of a chosen disaggregated plan (the plan-document keys, pools in ``disaggregated``)."""
+    block = disaggregated_json(problem, ev)
+    dp = ev.placement
+    gpus, gid = [], 0
+    gpn = problem.ctx.hw.gpus_per_node
+    for name, p, pev in (("prefill", dp.prefill, ev.prefill), ("decode", dp.decode, ev.decode)):
+        for w in range(p.cfg.dp):
+            for s in range(p.cfg.pp):
+                for t in range(p.cfg.tp):
+                    gpus.append({"id": gid, "node": gid // gpn, "pool": name, "worker": w, "stage": s, "tp_rank": t,
+                                 "dp_rank": w,
+                                 "memory_GiB": {k: round(v, 3) for k, v in pev.stages[s].memory_GiB.items()}})
+                    gid += 1
+    served = block["output_tokens_per_s"]
+    metrics = {
+        "ttft_ms": block["ttft_ms"], "tpot_ms": block["tpot_ms"], "decode_step_ms": block["tpot_ms"],
+        "output_tokens_per_s": served, "capacity_output_tokens_per_s": round(ev.metrics.output_tokens_per_s, 3),
+        "output_tokens_per_s_per_gpu": round(ev.metrics.output_tokens_per_s / ev.metrics.gpus, 3),
+        "served_output_tokens_per_s_per_gpu": block["output_tokens_per_s_per_gpu"],
+        "max_concurrency": dp.decode.batch * dp.decode.cfg.dp, "kv_capacity_sequences": dp.decode.batch * dp.decode.cfg.dp,
+        "max_request_rate": block["max_request_rate"], "batch_per_replica": dp.decode.batch,
+        "gpus_used": ev.metrics.gpus, **cost_metrics(problem, ev.metrics.gpus, served),
+    }
+    doc: dict[str, Any] = {
+        "schema_version": JSON_SCHEMA_VERSION, "instance": problem.name, "file": problem.file,
+        "model": problem.arch.name, "gpu": problem.ctx.hw.gpu.name, "cluster_gpus": problem.ctx.hw.total_gpus,
+        "objective_name": problem.instance.objective, "status": status,
+        "price": None if problem.price is None else problem.price.as_json(),
+        "strategy": None, "stages": [], "gpus": gpus, "metrics": metrics,
+        "simulated": simulation_block(problem, ev.simulation),
+        "requirements": [_req_json(r) for r in ev.requirements],
+        "launch": disagg_launch(launch_input(problem, _worker(dp.prefill), dp.prefill.batch, ev.prefill),
+                                launch_input(problem, _worker(dp.decode), dp.decode.batch, ev.decode),
+                                dp.prefill.cfg.dp, dp.decode.cfg.dp, problem.search.engine) if ev.feasible else None,
+        "disaggregated": block, "proof": None, "solver": solver, "defaults": problem.defaults,
+    }
+    if extra:
+        doc.update(extra)
+    return doc

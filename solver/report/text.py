@@ -28,7 +28,9 @@ def _fmt(x: Any) -> str:
 
 
 def render_text(doc: dict[str, Any], md: bool = False) -> str:
-    """People's view of a JSON document (plan, verification or proof)."""
+    """People's view of a JSON document (plan, verification, proof or capacity plan)."""
+    if doc.get("capacity"):
+        return render_capacity(doc, md)
     h = (lambda t: f"\n## {t}") if md else (lambda t: f"\n{t}")
     out: list[str] = []
     title = f"{doc['instance']}: {doc['model']} on {doc['cluster_gpus']} x {doc['gpu']}"
@@ -48,6 +50,7 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
             if sv.get("bound") is not None:
                 line += f" (bound {_fmt(sv['bound'])}, gap {sv.get('gap', 0) or 0:.2%})"
     out.append(line)
+    out += _serving_lines(doc, h, md)
     if doc.get("strategy"):
         st = doc["strategy"]
         m = doc["metrics"]
@@ -84,6 +87,9 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
             ["max request rate", f"{m['max_request_rate']:.2f} req/s"],
             ["max concurrency", f"{m['max_concurrency']} sequences (max_num_seqs x dp; the KV cache holds "
                                 f"{m['kv_capacity_sequences']} within the engine cap)"],
+            *([["KV cache", f"{m['kv_cache_tokens']:,} tokens per replica (the engine's start-up figure, vLLM "
+                            "\"GPU KV cache size\")"]] if m.get("kv_cache_tokens") is not None else []),
+            *_cost_rows(doc),
         ], md)
         sim = doc.get("simulated")
         if sim:
@@ -214,3 +220,133 @@ def render_proof(proof: dict[str, Any], md: bool = False) -> str:
             for alt in r.get("alternatives", []):
                 out.append(f"       also: {alt}")
     return "\n".join(out)
+
+
+def _cost_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """The cost lines of the metrics table, with where the price came from."""
+    m, price = doc["metrics"], doc.get("price")
+    if price is None or m.get("cost_per_hour_usd") is None:
+        return [["cost", "no price known for this GPU (give cluster.price_per_gpu_hour_usd or --price)"]]
+    when = f", {price['date']}" if price.get("date") else ""
+    return [
+        ["cost", f"${m['cost_per_hour_usd']:,.2f} per hour ({m['gpus_used']} GPUs x ${price['usd_per_gpu_hour']:g}, "
+                 f"{price['kind']} from {price['origin']}{when})"],
+        ["cost per token", f"${m['cost_per_million_output_tokens_usd']:,.4f} per million output tokens served"],
+    ]
+
+
+def _money(x: Any, digits: int = 2) -> str:
+    return "-" if x is None else f"${x:,.{digits}f}"
+
+
+def render_capacity(doc: dict[str, Any], md: bool = False) -> str:
+    """A capacity plan: every GPU type's best, the choice (one type or a mix), then the chosen plan(s)."""
+    h = (lambda t: f"\n## {t}") if md else (lambda t: f"\n{t}")
+    cap, sv = doc["capacity"], doc.get("solver") or {}
+    out = [("# " if md else "") + f"{doc['instance']}: {doc['model']}, capacity plan over {len(cap['offers'])} "
+           f"GPU type(s)"]
+    line = f"Status: {doc['status'].upper()} in {sv.get('time_s', 0):.2f} s"
+    if sv.get("objective") is not None:
+        line += f"; objective {_fmt(sv['objective'])} {sv.get('objective_unit', '')}"
+    out.append(line)
+    out.append(h("GPU types on offer (each solved exactly on its own)"))
+    rows = []
+    for o in cap["offers"]:
+        st, price = o.get("strategy"), o.get("price") or {}
+        plan = f"tp={st['tp']} pp={st['pp']} dp={st['dp']} {st['weights']}/{st['kv_cache']}" if st else o["status"]
+        rows.append([o["gpu"], f"{o['available_gpus']} ({o['nodes']}x{o['gpus_per_node']})",
+                     _money(price.get("usd_per_gpu_hour"), 3), plan, _fmt(o.get("gpus_used") or "-"),
+                     _money(o.get("cost_per_hour_usd")), _money(o.get("cost_per_million_output_tokens_usd"), 3),
+                     _fmt(o.get("ttft_ms") if o.get("ttft_ms") is not None else "-"),
+                     _fmt(o.get("tpot_ms") if o.get("tpot_ms") is not None else "-")])
+    out += _table(["GPU", "available", "$/GPU-h", "best plan", "GPUs", "$/h", "$/M tok", "TTFT ms", "TPOT ms"],
+                  rows, md)
+    out.append(h("Choice"))
+    out.append(f"  {cap['choice']['statement']}")
+    mix = cap.get("mix")
+    if mix:
+        out += _table(["GPU", "replicas", "GPUs", "req/s share", "replica capacity", "plan", "$/h"],
+                      [[g["gpu"], str(g["replicas"]), str(g["gpus"]), f"{g['request_rate']:.3f}",
+                        f"{g['replica_capacity_request_rate']:.3f}",
+                        f"tp={g['strategy']['tp']} pp={g['strategy']['pp']} {g['strategy']['weights']}/"
+                        f"{g['strategy']['kv_cache']} layers {'+'.join(map(str, g['layers_per_stage']))}",
+                        _money(g["cost_per_hour_usd"])] for g in mix["groups"]], md)
+        out.append(f"  whole deployment: {mix['gpus_used']} GPUs, {_money(mix['cost_per_hour_usd'])}/h, "
+                   f"{_money(mix['cost_per_million_output_tokens_usd'], 4)} per million output tokens; worst group "
+                   f"TTFT {doc['metrics']['ttft_ms']:.1f} ms, TPOT {doc['metrics']['tpot_ms']:.2f} ms")
+        out.append(f"  model: {mix['model']}")
+    elif cap.get("mix_note"):
+        out.append(f"  mixes: {cap['mix_note']}")
+    for r in cap.get("refuted_mixes") or []:
+        out.append(f"  refuted by verification: {r}")
+    if cap.get("repair"):
+        out.append(f"  repair: {cap['repair']['statement']}")
+    if mix:
+        for k, sub in enumerate(doc.get("deployments") or []):
+            g = mix["groups"][k]
+            out.append(h(f"Group {k}: {g['replicas']} x {g['gpu']} replica(s) at {g['request_rate']:.3f} req/s"))
+            out.append(render_text(sub, md))
+    elif doc["status"] in ("optimal", "feasible"):
+        chosen = {**doc, "solver": sv.get("chosen")}
+        chosen.pop("capacity")
+        out.append(h(f"Chosen plan: {cap['choice']['gpu']}"))
+        out.append(render_text(chosen, md))
+    else:
+        for item in (doc.get("proof") or {}).get("per_gpu_type", []):
+            out.append(h(f"Why not {item['gpu']} ({item['status']})"))
+            if item.get("proof"):
+                out.append(render_proof(item["proof"], md))
+    return "\n".join(out) + "\n"
+
+
+def _serving_lines(doc: dict[str, Any], h, md: bool) -> list[str]:
+    """Aggregated against disaggregated serving, and a chosen disaggregated plan's pools and launch."""
+    sv = doc.get("serving")
+    if not sv:
+        return []
+    out = [h(f"Serving: aggregated vs disaggregated (search.serving {sv['mode']}; chosen: {sv['chosen']})")]
+    agg, dis = sv["aggregated"], sv.get("disaggregated")
+    rows = []
+    if agg.get("strategy"):
+        st = agg["strategy"]
+        rows.append(["aggregated", f"tp={st['tp']} pp={st['pp']} dp={st['dp']} {st['weights']}/{st['kv_cache']}",
+                     str(agg["gpus_used"]), _fmt(agg["ttft_ms"]), _fmt(agg["tpot_ms"]), _fmt(agg["objective"])])
+    else:
+        rows.append(["aggregated", agg["status"], "-", "-", "-", "-"])
+    if dis:
+        p, d = dis["prefill"], dis["decode"]
+        rows.append(["disaggregated", f"{p['workers']} x prefill tp={p['tp']} pp={p['pp']} + {d['workers']} x decode "
+                     f"tp={d['tp']} pp={d['pp']} {d['weights']}/{d['kv_cache']}", str(dis["gpus_used"]),
+                     _fmt(dis["ttft_ms"]), _fmt(dis["tpot_ms"]), _fmt(dis.get("objective"))])
+    else:
+        rows.append(["disaggregated", f"{sv['disaggregated_status']}: {sv['disaggregated_note']}", "-", "-", "-", "-"])
+    out += _table(["serving", "plan", "GPUs", "TTFT ms", "TPOT ms", sv["objective_unit"]], rows, md)
+    for r in sv.get("refuted") or []:
+        out.append(f"  refuted by the simulator: {r}")
+    if sv["chosen"] != "disaggregated" or not dis:
+        return out
+    out.append(h("Disaggregated plan"))
+    out.append(f"  {dis['statement']}")
+    for name in ("prefill", "decode"):
+        pool = dis[name]
+        mem = pool["memory_GiB"][0]
+        out.append(f"  {name} pool: {pool['workers']} worker(s) x {pool['tp'] * pool['pp']} GPU(s), "
+                   f"{pool['capacity_request_rate']:.2f} req/s; per GPU (stage 0) weights {mem['weights']:.2f} + KV "
+                   f"{mem['kv_cache']:.2f} + activations {mem['activations']:.2f} + overhead {mem['overhead']:.2f} = "
+                   f"{mem['total']:.2f} / {mem['capacity']:.2f} GiB")
+    out.append(h("Requirements"))
+    out += _table(["", "rule", "value", "limit", "slack", "unit"],
+                  [["PASS" if r["passed"] else "FAIL", r["rule"], _fmt(r["value"]), _fmt(r["limit"]),
+                    "" if r["slack"] is None else _fmt(r["slack"]), r["unit"]] for r in doc["requirements"]], md)
+    launch = doc.get("launch")
+    if launch:
+        out.append(h("Launch (one command per worker, then the router)"))
+        out.append(f"  topology: {launch['topology']}")
+        fence = ["```bash"] if md else []
+        for eng in [launch["engine"]] + [e for e in ("vllm", "sglang", "trtllm") if e != launch["engine"]]:
+            cmds = launch[eng]
+            out += fence + [f"  [{eng}] {c}" for c in cmds["prefill"] + cmds["decode"]] + \
+                [f"  [{eng}] router: {cmds['router']}"] + (["```"] if md else [])
+        for n in launch.get("notes", []):
+            out.append(f"  note: {n}")
+    return out

@@ -15,9 +15,13 @@ import click
 
 from ..api import EXIT_BAD_INPUT, solve_file
 from ..input.errors import InputError
+from ..input.prices import parse_prices
+from ..input.schema import OBJECTIVE_NAMES
 from ..search.planner import SolveParams
 from .batch.command import run_batch_cli
 from .calibrate import calibrate_command
+from .experts import experts_command
+from .sweep.command import sweep_command
 
 
 @click.command("plan", context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,10 +29,18 @@ from .calibrate import calibrate_command
 @click.option("--strategy", "strategy", default=None,
               help="Verify a proposed strategy, e.g. tp=2,pp=4 (keys: tp, pp, dp, ep, layers=19+21+21+19, "
                    "weights, kv, batch). Fields not given are the best under the pins; checked with the exact cost model.")
-@click.option("--objective", type=click.Choice(["max_throughput_per_gpu", "min_gpus", "min_tpot", "min_ttft"]),
+@click.option("--objective", type=click.Choice(OBJECTIVE_NAMES),
               default=None, help="Override the instance's objective.")
+@click.option("--price", "prices", multiple=True, metavar="[GPU=]USD",
+              help="GPU-hour price replacing the instance's and the catalog's: --price 2.5 (every type) or "
+                   "--price h100-sxm-80gb=2.5 (repeat for several types).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Write the report to FILE.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None,
+              help="Write a picture of the plan to FILE (.png or .svg): memory per GPU against capacity, and "
+                   "latency against request rate with the SLO lines when the workload has a rate.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
+              help="Write a self-contained HTML report of the plan, its picture included, to FILE.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Wall-clock seconds for each CP-SAT solve.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -51,10 +63,16 @@ from .calibrate import calibrate_command
               help="Batch: write a JUnit XML report to FILE (one test case per instance).")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None,
               help="Batch: write a Markdown summary to FILE (for pull-request comments).")
-def plan_command(paths: tuple[str, ...], strategy: str | None, objective: str | None, fmt: str, out_file: str | None,
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Batch: solve the instances as Ray tasks on a local Ray (started if needed; needs the ray extra).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Batch: solve the instances as Ray tasks on an existing Ray cluster at ADDR.")
+def plan_command(paths: tuple[str, ...], strategy: str | None, objective: str | None, prices: tuple[str, ...],
+         fmt: str, out_file: str | None,
          time_limit: float, workers: int, seed: int, jobs: int | None, deterministic_time: float | None,
          check: bool, strict: bool, update_expected: bool, report_json: str | None, junit: str | None,
-         markdown: str | None) -> None:
+         markdown: str | None, use_ray: bool = False, ray_address: str | None = None,
+         plot_file: str | None = None, html_file: str | None = None) -> None:
     """Plan how to split an LLM across a GPU cluster, or prove it cannot be done.
 
     \b
@@ -70,16 +88,28 @@ def plan_command(paths: tuple[str, ...], strategy: str | None, objective: str | 
       3  no answer within the limits
     """
     batch_options = check or strict or update_expected or report_json or junit or markdown or jobs is not None
+    batch_options = batch_options or use_ray or ray_address is not None
     # A regression option on one file runs the batch path over that file (a batch of one).
     if len(paths) != 1 or Path(paths[0]).is_dir() or batch_options:
+        if plot_file or html_file:
+            flag = "--plot" if plot_file else "--html"
+            click.echo(f"error: {flag} takes one instance (not a folder, several files or a batch option)", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        if prices:
+            click.echo("error: --price applies to one instance; in a batch, write the price into each instance "
+                       "(cluster.price_per_gpu_hour_usd)", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         sys.exit(run_batch_cli(paths, fmt=fmt, time_limit=time_limit, seed=seed, jobs=jobs, workers=workers,
                                deterministic_time=deterministic_time, check=check, strict=strict,
                                update_expected=update_expected, report_json=report_json, junit=junit,
-                               markdown=markdown, out_file=out_file, strategy=strategy, objective=objective))
+                               markdown=markdown, out_file=out_file, strategy=strategy, objective=objective,
+                               use_ray=use_ray, ray_address=ray_address))
+    _check_picture_paths(plot_file, html_file)  # before the solve: a typo costs no solver time
     params = SolveParams(time_limit_s=time_limit, workers=workers, seed=seed,
                          **({} if deterministic_time is None else {"deterministic_time": deterministic_time}))
     try:
-        report = solve_file(paths[0], strategy=strategy, objective=objective, params=params)
+        price_map = parse_prices(prices) if prices else None
+        report = solve_file(paths[0], strategy=strategy, objective=objective, params=params, prices=price_map)
     except InputError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_BAD_INPUT)
@@ -96,7 +126,64 @@ def plan_command(paths: tuple[str, ...], strategy: str | None, objective: str | 
             sys.exit(EXIT_BAD_INPUT)
     else:
         click.echo(text, nl=False)
+    _write_pictures(report, plot_file, html_file)
     sys.exit(report.exit_code)
+
+
+def _check_picture_paths(plot_file: str | None, html_file: str | None) -> None:
+    """``--plot`` needs a .png or .svg name, and both a folder that exists; else exit 2 at once."""
+    for flag, name in (("--plot", plot_file), ("--html", html_file)):
+        if not name:
+            continue
+        suffix = Path(name).suffix.lower()
+        if flag == "--plot" and suffix not in (".png", ".svg"):
+            click.echo(f"error: --plot {name}: the picture's format comes from its suffix: use .png or .svg "
+                       f"(got {suffix or 'no suffix'!r})", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        if not Path(name).resolve().parent.is_dir():
+            click.echo(f"error: {flag} {name}: the folder {Path(name).parent} does not exist", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+
+def _write_pictures(report, plot_file: str | None, html_file: str | None) -> None:
+    """``--plot``: the plan's picture (with its latency curve at a request rate); ``--html``: the page.
+
+    A document without GPUs (a proof) has no picture: a note on stderr, nothing written, and the
+    exit code stays the proof's. matplotlib loads only here, so plain ``solve`` starts as fast as before.
+    """
+    if not plot_file and not html_file:
+        return
+    import tempfile
+
+    from ..report.html import html_report
+    from ..report.plots import plan_figure
+    from ..simulate.curve import latency_curve
+
+    doc = report.document
+    drawable = bool(doc.get("gpus"))
+    if plot_file and not drawable:
+        click.echo(f"note: --plot {plot_file}: no plan to draw (status {doc.get('status')}); nothing written",
+                   err=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = {}
+        if drawable:
+            ev = report.evaluation
+            curve = latency_curve(report.problem, ev.placement) if ev is not None else []
+            target = Path(plot_file) if plot_file else Path(tmp) / "plan.png"
+            try:
+                plan_figure(doc, target, curve)
+            except (OSError, ValueError) as exc:
+                where = f"--plot {plot_file}" if plot_file else f"--html {html_file}"
+                click.echo(f"error: {where}: cannot write the picture ({exc})", err=True)
+                sys.exit(EXIT_BAD_INPUT)
+            caption = "memory per GPU against capacity" + (", latency against request rate" if curve else "")
+            figures[caption] = target
+        if html_file:
+            try:
+                html_report(doc, figures, html_file)
+            except OSError as exc:
+                click.echo(f"error: --html {html_file}: cannot write the report ({exc.strerror})", err=True)
+                sys.exit(EXIT_BAD_INPUT)
 
 
 class _Solve(click.Group):
@@ -119,6 +206,7 @@ def main() -> None:
     solve instances/ --check                            batch regression over a folder
     cat x.json | solve -                                an instance on standard input
     solve calibrate results.json --deployment ...       fit the cost model to your benchmark runs
+    solve sweep x.json --vary workload.request_rate=1:32:x2   one row per point, Pareto marks (docs/sweep.md)
 
     `solve plan --help` lists the planning options. Exit codes: 0 plan found (or the proposal
     passes), 1 proven infeasible (or the proposal fails), 2 bad input, 3 no answer within limits.
@@ -127,6 +215,8 @@ def main() -> None:
 
 main.add_command(plan_command)
 main.add_command(calibrate_command)
+main.add_command(experts_command)
+main.add_command(sweep_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

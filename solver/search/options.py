@@ -256,7 +256,7 @@ def _fits_somewhere(problem: Problem, coef: StageCoefficients) -> bool:
     a = problem.arch
     kinds = a.layer_kinds()
     total = sum(coef.mem_per_layer[k] * kinds.count(k) for k in KINDS)
-    total += coef.mem_first + coef.mem_last + coef.cfg.pp * coef.mem_const
+    total += coef.mem_first + coef.mem_last + coef.mem_last_extra + coef.cfg.pp * coef.mem_const
     return total <= coef.cfg.pp * problem.ctx.capacity_bytes * (1 + VERIFY_TOLERANCE)
 
 
@@ -305,7 +305,8 @@ def build_int_stages(problem: Problem, coef: StageCoefficients, units: Units) ->
     stages = []
     for s in range(pp):
         first, last = s == 0, s == pp - 1
-        mem_c = R(((coef.mem_first if first else 0) + (coef.mem_last if last else 0) + coef.mem_const) / MiB)
+        mem_c = R(((coef.mem_first if first else 0) + (coef.mem_last + coef.mem_last_extra if last else 0)
+                   + coef.mem_const) / MiB)
         send_pf = 0.0 if last else coef.send_pf[s]
         send_dec = 0.0 if last else coef.send_dec[s]
         cyc_const = (batch * ((coef.pf_work_last if last else 0) + send_pf)

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..backends import BackendError, RayOptions, import_ray
 from .expectations import update_expectations
 from .reports import render_junit, render_markdown, render_table, report_document
 from .run import (
@@ -35,13 +36,14 @@ def run_batch(
     jobs: int,
     update_expected: bool = False,
     progress: bool = False,
+    ray: RayOptions | None = None,
 ) -> tuple[list[dict[str, Any]], float, list[str]]:
     """Solve, judge and (optionally) record: returns (rows, wall seconds, warnings)."""
     files = collect_instances(paths)
     t0 = time.perf_counter()
     bar = Progress(len(files), progress)
     try:
-        rows = run_instances(files, opts, jobs, bar)
+        rows = run_instances(files, opts, jobs, bar, ray=ray)
     finally:
         bar.close()
     judge_rows(rows)
@@ -80,6 +82,8 @@ def run_batch_cli(
     out_file: str | None = None,
     strategy: str | None = None,
     objective: str | None = None,
+    use_ray: bool = False,
+    ray_address: str | None = None,
 ) -> int:
     """``solve PATH...`` with several paths or a directory; returns the exit code."""
     if strategy is not None or objective is not None:
@@ -92,6 +96,7 @@ def run_batch_cli(
         click.echo(f"error: no *.json instance in {', '.join(paths)}", err=True)
         return EXIT_USAGE
     cores = os.cpu_count() or 1
+    jobs_given = jobs
     jobs = max(1, jobs if jobs is not None else cores)
     if jobs * workers > cores:
         click.echo(
@@ -107,7 +112,18 @@ def run_batch_cli(
         if deterministic_time is None
         else deterministic_time,
     )
-    rows, wall_s, warnings = run_batch(paths, opts, jobs, update_expected, progress=show_progress())
+    ray = None
+    if use_ray or ray_address:
+        # One Ray task per instance; a local Ray started here gets --jobs CPUs when given.
+        ray = RayOptions(address=ray_address, num_cpus=jobs_given, cpus_per_task=workers,
+                         flag="--ray-address" if ray_address else "--ray")
+    try:
+        if ray is not None:
+            import_ray(ray.flag)
+        rows, wall_s, warnings = run_batch(paths, opts, jobs, update_expected, progress=show_progress(), ray=ray)
+    except BackendError as err:
+        click.echo(f"error: {err}", err=True)
+        return EXIT_USAGE
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
     doc = report_document(rows, wall_s, opts, jobs)

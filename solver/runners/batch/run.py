@@ -27,6 +27,7 @@ from ...api import solve_file
 from ...input.catalog import reload_catalog
 from ...input.errors import InputError
 from ...search.planner import SolveParams, VerificationError
+from ..backends import RayOptions, map_ordered
 
 KEY_METRICS = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
 PLAN_STATUSES = ("optimal", "feasible")
@@ -138,14 +139,20 @@ def _stable_error_text(err: Any) -> str:
 
 
 def run_instances(
-    files: list[Path], opts: BatchOptions, jobs: int, progress: Progress | None = None
+    files: list[Path], opts: BatchOptions, jobs: int, progress: Progress | None = None,
+    ray: RayOptions | None = None,
 ) -> list[dict[str, Any]]:
-    """Solve every file, in parallel processes when ``jobs`` > 1; rows in the order of ``files``."""
+    """Solve every file, in parallel processes when ``jobs`` > 1 (one Ray task per file with
+    ``ray``); rows in the order of ``files``, the same rows whichever backend ran them."""
     # Catalog cards are cached per process; the caller may have changed SOLVE_CATALOG_PATH.
     reload_catalog()
     rows: list[dict[str, Any] | None] = [None] * len(files)
     try:
-        if jobs <= 1 or len(files) <= 1:
+        if ray is not None:
+            rows = map_ordered(solve_row, [(str(f), opts) for f in files], jobs, ray=ray,
+                               on_done=lambda i, row: _tick(progress, row),
+                               on_error=lambda i, err: _crash_row(files[i], err))
+        elif jobs <= 1 or len(files) <= 1:
             for i, f in enumerate(files):
                 rows[i] = solve_row(str(f), opts)
                 _tick(progress, rows[i])
@@ -182,6 +189,12 @@ def run_instances(
         # Leave no card cached from a catalog path that the caller may be about to drop.
         reload_catalog()
     return [r for r in rows if r is not None]
+
+
+def _crash_row(file: Path, err: BaseException) -> dict[str, Any]:
+    """The row of an instance whose worker died (or whose Ray task failed)."""
+    return {"file": str(file), "name": file.stem, "status": "error", "error_kind": "crash",
+            "error": f"{type(err).__name__}: {err}"}
 
 
 def _terminate(signum, frame) -> None:

@@ -1,0 +1,96 @@
+"""Disaggregated serving: a prefill pool and a decode pool, the KV cache shipped between them.
+
+The step times are the aggregated engine's (:mod:`.steps`, the same model the simulator runs):
+
+* a **prefill worker** runs prefill-only steps of ``max_num_batched_tokens`` tokens: a lone
+  request passes in ``ceil(I / T)`` chunks, each through every pipeline stage in turn (its
+  latency), and under load a step carries ``floor(T / I)`` whole prompts (or one chunk of a longer
+  one) with the stages pipelined, so its capacity is prompts per second of such steps;
+* a **decode worker** at ``B`` sequences runs decode-only steps (no prefill stalls them): TPOT is
+  one step at the mean context ``I + O / 2``, and it completes ``B / (O x TPOT)`` requests/s;
+* the **KV transfer** moves every layer's KV of the prompt (``kv_bytes_per_token x I``) from the
+  prefill worker's GPUs to the decode worker's, each GPU its shard in parallel over the slower of
+  the two ends' links (NVLink inside a node, the network between nodes), plus one message latency;
+* **TTFT** = the engine's front-end overhead + the lone prefill + the transfer + one decode step
+  (the first token is streamed once the decode worker has admitted the sequence).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..input.schema import LinkSpec
+from .layout import Config, Context
+from .memory import kv_bytes_per_token
+from .steps import StepModel
+from .timing import causal_pairs
+
+
+@dataclass(frozen=True)
+class PrefillFigures:
+    """One prefill worker: a lone prompt's latency and the prompts per second it sustains."""
+
+    latency_s: float
+    capacity_per_s: float
+    prompts_per_step: int
+
+
+@dataclass(frozen=True)
+class DecodeFigures:
+    """One decode worker at ``batch`` sequences: TPOT and the requests per second it completes."""
+
+    batch: int
+    tpot_s: float
+    capacity_per_s: float
+
+
+def prefill_figures(model: StepModel, input_tokens: int, step_tokens: int) -> PrefillFigures:
+    """Latency of a lone prompt and capacity of one prefill worker (see the module docstring)."""
+    chunks = math.ceil(input_tokens / step_tokens)
+    latency = 0.0
+    done = 0
+    for c in range(chunks):
+        size = min(step_tokens, input_tokens - done)
+        # One prompt is not split into micro-batches: every chunk passes every stage in turn.
+        last = len(model.stages) - 1
+        latency += sum(st.time_s(size, 0, causal_pairs(size, done), 1.0 if c == chunks - 1 and s == last else 0.0)
+                       for s, st in enumerate(model.stages))
+        done += size
+    per_step = max(1, step_tokens // input_tokens)
+    if per_step == 1:
+        capacity = 1.0 / latency
+    else:
+        step = model.step_s(0, 0, per_step * input_tokens, per_step * causal_pairs(input_tokens), per_step)
+        capacity = per_step / step
+    return PrefillFigures(latency, capacity, per_step)
+
+
+def decode_figures(model: StepModel, batch: int, input_tokens: int, output_tokens: int) -> DecodeFigures:
+    """TPOT and capacity of one decode worker holding ``batch`` sequences at the mean context."""
+    context = batch * (input_tokens + output_tokens / 2)
+    tpot = model.step_s(batch, context)
+    return DecodeFigures(batch, tpot, batch / (output_tokens * tpot))
+
+
+def kv_transfer_s(ctx: Context, prefill: Config, decode: Config, input_tokens: int, link: LinkSpec) -> float:
+    """Seconds to move one prompt's KV cache from a prefill worker to a decode worker over ``link``.
+
+    Each prefill GPU holds a shard (its TP heads, its PP layers) and sends it in parallel; the
+    decode side receives on as many GPUs, so the slower end's GPU count carries the bytes.
+    """
+    total = kv_bytes_per_token(ctx.arch, prefill.kv_cache, 1) * input_tokens
+    lanes = min(prefill.tp * prefill.pp, decode.tp * decode.pp)
+    bandwidth = link.bandwidth_GBps * 1e9 * ctx.eff.link * lanes
+    return total / bandwidth + link.latency_us * 1e-6
+
+
+def transfer_link(ctx: Context, gpus_used: int) -> LinkSpec:
+    """The link the KV crosses: the node's when both pools fit one node, else the network."""
+    hw = ctx.hw
+    return hw.intra if gpus_used <= hw.gpus_per_node else hw.inter
+
+
+def disagg_ttft_s(ctx: Context, pf: PrefillFigures, dec: DecodeFigures, transfer_s: float) -> float:
+    """TTFT of a disaggregated plan without queueing (the simulator adds it)."""
+    return ctx.eff.request_overhead_s + pf.latency_s + transfer_s + dec.tpot_s
