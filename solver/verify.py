@@ -20,6 +20,7 @@ from .physics import (
     kv_cache_tokens,
     kv_dtype_supported,
     max_batch_that_fits,
+    packs_in_nodes,
     peak_tflops,
     serving_metrics,
     stage_coefficients,
@@ -384,7 +385,7 @@ def _widest(choices: list[str]) -> str:
 
 # Rules of a pool's own evaluation that the disaggregated plan restates for the whole (GPU count,
 # rate, latency targets) or that bind an aggregated replica only (pins).
-_POOL_RULES_RESTATED = ("gpu_count", "workload.", "slo.", "pin.", "layers_", "search.uneven_layers")
+POOL_RULES_RESTATED = ("gpu_count", "workload.", "slo.", "pin.", "layers_", "search.uneven_layers")
 
 
 @dataclass(frozen=True)
@@ -470,13 +471,12 @@ def evaluate_disagg(problem: Problem, dp: DisaggPlacement, simulate: bool | None
         ev = evaluate(problem, pl, simulate=False)
         pools[name] = ev
         for r in ev.requirements:
-            if not r.rule.startswith(_POOL_RULES_RESTATED):
+            if not r.rule.startswith(POOL_RULES_RESTATED):
                 reqs.append(Requirement(f"{name}.{r.rule}", f"{name} pool: {r.statement}", r.value, r.limit, r.unit,
                                         r.passed, r.slack))
         k, gpn = pl.cfg.tp * pl.cfg.pp, hw.gpus_per_node
-        packs = (gpn % k == 0) if k <= gpn else (k % gpn == 0)
         reqs.append(Requirement(f"{name}.worker_packing", f"a {name} worker of {k} GPUs must fill a divisor of a node "
-                                f"({gpn} GPUs) or whole nodes", k, gpn, "GPUs", packs))
+                                f"({gpn} GPUs) or whole nodes", k, gpn, "GPUs", packs_in_nodes(k, gpn)))
     m = disagg_metrics(problem, dp)
     p, d = dp.prefill.cfg, dp.decode.cfg
     reqs.append(_upper("gpu_count", f"{p.dp} prefill workers x {p.tp * p.pp} + {d.dp} decode workers x {d.tp * d.pp} = "

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..input.schema import GpuOffer, Instance, SloSpec
+from ..physics import packs_in_nodes
 from ..problem import BATCH_LEVELS, RATE_LEVELS, Problem
 from ..search.planner import SolveParams
 from ..search.planner import plan as plan_one
@@ -57,7 +58,7 @@ def replica_designs(inst: Instance, index: int, offer: GpuOffer, file: str | Non
     # Sizes that pack: dividing the node, or whole nodes in a chain of powers of two (then any total
     # within the offer fits its nodes, which the mix model relies on).
     sizes = sorted({tp * pp for tp in problem.search.tp for pp in problem.search.pp if tp * pp <= avail})
-    sizes = [k for k in sizes if (gpn % k == 0 if k <= gpn else k % gpn == 0) and _power_of_two(k)]
+    sizes = [k for k in sizes if packs_in_nodes(k, gpn) and _power_of_two(k)]
     out: list[Design] = []
     for k in sizes:
         if max_replicas(offer, k) == 0:

@@ -32,6 +32,7 @@ from .layout import (
     boundary_link,
     even_split,
     gpu_index,
+    packs_in_nodes,
     stage_counts,
 )
 from .memory import (
@@ -94,7 +95,7 @@ __all__ = [
     "LayerParams", "MemoryConventions", "Metrics", "ParamCounts", "SAMPLER_FP32_COPIES",
     "StageCoefficients", "StageCost", "StepModel", "WEIGHT_BYTES", "ZERO_COST", "activation_bytes", "attended_context",
     "allreduce_latency_s", "boundary_link", "causal_pairs", "cuda_graph_bytes_per_layer", "driver_reserved_GiB", "efficiency_for",
-    "embedding_bytes_per_gpu", "even_split", "experts_touched_fraction", "forward_activation_bytes", "gpu_index",
+    "embedding_bytes_per_gpu", "even_split", "experts_touched_fraction", "forward_activation_bytes", "gpu_index", "packs_in_nodes",
     "kv_bytes_per_token", "kv_bytes_per_token_layer", "kv_cache_tokens", "kv_capacity_tokens", "kv_dtype_supported", "kv_heads_per_gpu",
     "kv_tokens_held", "kv_tokens_per_replica", "layer_cost", "layer_params", "layer_weight_bytes_per_gpu",
     "lm_head_bytes_per_gpu", "lm_head_cost", "max_batch_that_fits", "param_counts",

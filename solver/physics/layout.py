@@ -117,3 +117,12 @@ def even_split(layers: int, pp: int) -> list[int]:
     for i in range(2, layers % pp + 2):
         parts[-i] += 1
     return parts
+
+
+def packs_in_nodes(gpus: int, gpus_per_node: int) -> bool:
+    """Whether workers of ``gpus`` GPUs pack into nodes: a divisor of a node, or whole nodes.
+
+    With sizes in a chain of divisors (powers of two), any total within the nodes then fits them,
+    which the capacity and disaggregation models rely on.
+    """
+    return (gpus_per_node % gpus == 0) if gpus <= gpus_per_node else (gpus % gpus_per_node == 0)

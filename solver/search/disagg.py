@@ -25,15 +25,20 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from ..physics import Config, even_split, step_model
+from ..physics import Config, even_split, packs_in_nodes, step_model
 from ..physics.disagg import decode_figures, disagg_ttft_s, kv_transfer_s, prefill_figures
 from ..problem import RATE_LEVELS, Problem
-from ..verify import DisaggEvaluation, DisaggPlacement, Placement, evaluate, evaluate_disagg
+from ..verify import (
+    POOL_RULES_RESTATED,
+    DisaggEvaluation,
+    DisaggPlacement,
+    Placement,
+    evaluate,
+    evaluate_disagg,
+)
 
 RATE_SCALE = 10_000  # capacity units per req/s
 TIME_SCALE = 1_000_000  # units per second (microseconds)
-# Rules of a pool's own evaluation that bind the whole plan instead (restated by evaluate_disagg).
-_WHOLE_PLAN = ("gpu_count", "workload.", "slo.", "pin.", "layers_", "search.uneven_layers")
 
 
 @dataclass(frozen=True)
@@ -63,13 +68,9 @@ class DisaggResult:
     refuted: list[str] = field(default_factory=list)
 
 
-def _packs(k: int, gpn: int) -> bool:
-    return (gpn % k == 0) if k <= gpn else (k % gpn == 0)
-
-
 def _pool_fits(problem: Problem, placement: Placement) -> bool:
     ev = evaluate(problem, placement, simulate=False)
-    return all(r.passed for r in ev.requirements if not r.rule.startswith(_WHOLE_PLAN))
+    return all(r.passed for r in ev.requirements if not r.rule.startswith(POOL_RULES_RESTATED))
 
 
 def _configs(problem: Problem) -> list[tuple[Config, tuple[int, ...]]]:
@@ -77,7 +78,7 @@ def _configs(problem: Problem) -> list[tuple[Config, tuple[int, ...]]]:
     out = []
     for tp in s.tp:
         for pp in s.pp:
-            if pp > a.layers or not _packs(tp * pp, problem.ctx.hw.gpus_per_node):
+            if pp > a.layers or not packs_in_nodes(tp * pp, problem.ctx.hw.gpus_per_node):
                 continue
             if tp * pp > problem.ctx.hw.total_gpus:
                 continue
