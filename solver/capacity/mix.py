@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
+from ..search.params import solve_lexicographic
 from .designs import Design
 
 RATE_SCALE = 10_000  # capacity units per req/s: 1e-4 req/s resolution
@@ -95,32 +96,17 @@ def cheapest_mix(designs: list[Design], rate: float, available: dict[int, int], 
             m.add(n[i] != chosen.get(i, 0)).only_enforce_if(lit.Not())
             same.append(lit)
         m.add_bool_or([s.Not() for s in same])
-    phases = (
+    phases = [
         (sum(p * x for p, x in zip(prices, n, strict=True)), 1),
         (sum(d.gpus * x for d, x in zip(designs, n, strict=True)), 1),
         (sum(use), 1),
         (sum(c * x for c, x in zip(caps, n, strict=True)), -1),
-    )
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = 1  # deterministic
-    solver.parameters.random_seed = seed
-    solver.parameters.max_time_in_seconds = time_limit_s
-    status_name = "optimal"
-    best: list[int] = []
-    for phase, (expr, sense) in enumerate(phases):
-        m.minimize(sense * expr)
-        st = solver.solve(m)
-        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            if phase == 0:
-                return None
-            break
-        if phase == 0 and st != cp_model.OPTIMAL:
-            status_name = "feasible"
-        m.add(sense * expr <= int(round(solver.objective_value)))
-        best = [solver.value(x) for x in n]
-        m.clear_hints()
-        for x, v in zip(n, best, strict=True):
-            m.add_hint(x, v)
+    ]
+    found = solve_lexicographic(m, phases, lambda solver: [solver.value(x) for x in n], n,
+                                time_limit_s=time_limit_s, seed=seed)
+    if found is None:
+        return None
+    status_name, best = found
     counts = tuple((designs[i], v) for i, v in enumerate(best) if v > 0)
     return Mix(counts, status_name)
 

@@ -36,6 +36,7 @@ from ..verify import (
     evaluate,
     evaluate_disagg,
 )
+from .params import solve_lexicographic
 
 RATE_SCALE = 10_000  # capacity units per req/s
 TIME_SCALE = 1_000_000  # units per second (microseconds)
@@ -227,25 +228,16 @@ def _solve(problem: Problem, pre: list[PoolDesign], dec: list[PoolDesign], cuts,
     tpot = sum(math.ceil(d.latency_s * TIME_SCALE) * v[j] for j, d in enumerate(dec))
     spare = sum(c * x for x, c in xs) + sum(c * y for y, c in ys)
     chain = {"min_tpot": (tpot, gpus, ttft), "min_ttft": (ttft, gpus, tpot)}.get(inst.objective, (gpus, tpot, ttft))
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = 1
-    solver.parameters.random_seed = seed
-    solver.parameters.max_time_in_seconds = time_limit_s
-    status = "optimal"
-    values = None
-    for phase, (expr, sense) in enumerate([(e, 1) for e in chain] + [(spare, -1)]):
-        m.minimize(sense * expr)
-        st = solver.solve(m)
-        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            if phase == 0:
-                return None
-            break
-        if phase == 0 and st != cp_model.OPTIMAL:
-            status = "feasible"
-        m.add(sense * expr <= int(round(solver.objective_value)))
+    def read(solver):
         i = next(k for k, b in enumerate(u) if solver.value(b))
         j = next(k for k, b in enumerate(v) if solver.value(b))
-        values = (i, solver.value(xs[i][0]), j, solver.value(ys[j][0]))
+        return (i, solver.value(xs[i][0]), j, solver.value(ys[j][0]))
+
+    found = solve_lexicographic(m, [(e, 1) for e in chain] + [(spare, -1)], read,
+                                [x for x, _ in xs] + [y for y, _ in ys] + u + v, time_limit_s=time_limit_s, seed=seed)
+    if found is None:
+        return None
+    status, values = found
     return values, status
 
 

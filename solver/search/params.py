@@ -75,3 +75,33 @@ def status_name(code: int) -> str:
     """CP-SAT's status code as the planner's word."""
     return {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible", cp_model.INFEASIBLE: "infeasible",
             cp_model.MODEL_INVALID: "invalid"}.get(code, "unknown")
+
+
+def solve_lexicographic(model: cp_model.CpModel, phases: list[tuple[object, int]], read, hint_vars=(), *,
+                        time_limit_s: float = 10.0, deterministic_time: float = 10.0, seed: int = 0):
+    """Minimise ``sense * expression`` for each phase in turn, each later one holding the earlier optima.
+
+    ``read(solver)`` takes what the caller needs from each phase's solution; the last phase that
+    found one is returned with the primary phase's status: ``("optimal" | "feasible", read)``, or
+    None when the first phase finds nothing. One worker, a fixed seed and a deterministic limit
+    per phase (the wall clock is only a safety net), so the answer does not depend on the load.
+    """
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = seed
+    solver.parameters.max_time_in_seconds = time_limit_s
+    solver.parameters.max_deterministic_time = deterministic_time
+    status, value = None, None
+    for phase, (expr, sense) in enumerate(phases):
+        model.minimize(sense * expr)
+        st = solver.solve(model)
+        if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            break
+        if phase == 0:
+            status = "optimal" if st == cp_model.OPTIMAL else "feasible"
+        model.add(sense * expr <= int(round(solver.objective_value)))
+        value = read(solver)
+        model.clear_hints()
+        for var in hint_vars:
+            model.add_hint(var, solver.value(var))
+    return None if status is None else (status, value)

@@ -7,16 +7,11 @@ process boundaries) with the figures the verdicts compare; failures become rows,
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
 import re
-import signal
 import sys
-import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,45 +141,12 @@ def run_instances(
     ``ray``); rows in the order of ``files``, the same rows whichever backend ran them."""
     # Catalog cards are cached per process; the caller may have changed SOLVE_CATALOG_PATH.
     reload_catalog()
-    rows: list[dict[str, Any] | None] = [None] * len(files)
     try:
-        if ray is not None:
-            rows = map_ordered(solve_row, [(str(f), opts) for f in files], jobs, ray=ray,
-                               on_done=lambda i, row: _tick(progress, row),
-                               on_error=lambda i, err: _crash_row(files[i], err))
-        elif jobs <= 1 or len(files) <= 1:
-            for i, f in enumerate(files):
-                rows[i] = solve_row(str(f), opts)
-                _tick(progress, rows[i])
-        else:
-            # spawn: a fresh interpreter per worker, never a fork of a process holding solver threads.
-            ctx = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(max_workers=min(jobs, len(files)), mp_context=ctx)
-            main = threading.current_thread() is threading.main_thread()  # signals go to the main thread only
-            previous = signal.signal(signal.SIGTERM, _terminate) if main else None
-            try:
-                futures = {pool.submit(solve_row, str(f), opts): i for i, f in enumerate(files)}
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    try:
-                        rows[i] = fut.result()
-                    except Exception as err:  # noqa: BLE001 - a dead worker is one error row
-                        rows[i] = {
-                            "file": str(files[i]),
-                            "name": files[i].stem,
-                            "status": "error",
-                            "error_kind": "crash",
-                            "error": f"{type(err).__name__}: {err}",
-                        }
-                    _tick(progress, rows[i])
-            except BaseException:
-                # Interrupted (Ctrl-C, SIGTERM): stop the workers now, not after their solves.
-                _kill_workers(pool)
-                raise
-            finally:
-                if main:
-                    signal.signal(signal.SIGTERM, previous)
-                pool.shutdown(wait=True, cancel_futures=True)
+        # One backend for batches and sweeps (solver/runners/backends.py): in this process, a spawn
+        # process pool that stops its workers on Ctrl-C / SIGTERM, or Ray.
+        rows = map_ordered(solve_row, [(str(f), opts) for f in files], jobs, ray=ray,
+                           on_done=lambda i, row: _tick(progress, row),
+                           on_error=lambda i, err: _crash_row(files[i], err))
     finally:
         # Leave no card cached from a catalog path that the caller may be about to drop.
         reload_catalog()
@@ -195,25 +157,6 @@ def _crash_row(file: Path, err: BaseException) -> dict[str, Any]:
     """The row of an instance whose worker died (or whose Ray task failed)."""
     return {"file": str(file), "name": file.stem, "status": "error", "error_kind": "crash",
             "error": f"{type(err).__name__}: {err}"}
-
-
-def _terminate(signum, frame) -> None:
-    """SIGTERM in the batch's main process: unwind like Ctrl-C, so the workers are stopped."""
-    raise KeyboardInterrupt
-
-
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """Terminate the pool's worker processes (within a second), then let the pool wind down."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    for proc in processes:
-        with contextlib.suppress(Exception):
-            proc.terminate()
-    for proc in processes:
-        with contextlib.suppress(Exception):
-            proc.join(timeout=1.0)
-            if proc.is_alive():
-                proc.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _tick(progress: Progress | None, row: dict[str, Any] | None) -> None:
