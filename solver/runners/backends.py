@@ -76,15 +76,7 @@ def map_ordered(
     try:
         futures = {pool.submit(fn, *args): i for i, args in enumerate(tasks)}
         for fut in as_completed(futures):
-            i = futures[fut]
-            try:
-                results[i] = fut.result()
-            except Exception as err:  # a dead worker is one failed task, not a failed run
-                if on_error is None:
-                    raise
-                results[i] = on_error(i, err)
-            if on_done:
-                on_done(i, results[i])
+            _collect(results, futures[fut], fut.result, on_done, on_error)
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM): stop the workers now, not after their solves.
         _kill_workers(pool)
@@ -94,6 +86,18 @@ def map_ordered(
             signal.signal(signal.SIGTERM, previous)
         pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+def _collect(results: list[Any], i: int, get: Callable[[], Any], on_done, on_error) -> None:
+    """Task ``i``'s result into ``results``: a task that raised (its worker died) is ``on_error``'s row."""
+    try:
+        results[i] = get()
+    except Exception as err:  # a dead worker is one failed task, not a failed run
+        if on_error is None:
+            raise
+        results[i] = on_error(i, err)
+    if on_done:
+        on_done(i, results[i])
 
 
 def _terminate(signum, frame) -> None:
@@ -195,15 +199,7 @@ def _map_ray(
                 # Collect what is done every half second: one wait per task would cost O(n^2).
                 ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
                 for ref in sorted(ready, key=index.__getitem__):
-                    i = index[ref]
-                    try:
-                        results[i] = ray.get(ref)
-                    except Exception as err:  # a crashed worker is one failed task
-                        if on_error is None:
-                            raise
-                        results[i] = on_error(i, err)
-                    if on_done:
-                        on_done(i, results[i])
+                    _collect(results, index[ref], lambda r=ref: ray.get(r), on_done, on_error)
         except BaseException:
             for ref in pending:
                 with contextlib.suppress(Exception):
