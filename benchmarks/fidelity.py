@@ -18,9 +18,8 @@ Row mapping
 * Strategy: tp, pp, ep from the row (ep=1 when empty). dp = gpu_count / (tp * pp), i.e. 1 for every
   row. The per-GPU table labels "DEPn" configurations as tp=n, dp=n, ep=n on n GPUs: that dp is
   *attention* data parallelism inside the n-GPU group (``enable_attention_dp``), not n replicas of
-  n GPUs each. The cost model has no attention-DP mode, so those rows run as tp=n, ep=n, dp=1 on
-  n GPUs (attention TP-split, KV replicated where heads are fewer than ranks); they are marked
-  ``attn-dp`` in the table.
+  n GPUs each. Those rows run as attention_dp=n (attention TP 1 on every rank, each with its own
+  sequences and KV cache), ep=n, dp=1 on n GPUs; they are marked ``attn-dp`` in the table.
 * Workload: fixed input/output lengths, offline (all requests queued).
 
 KV-cache dtype rule
@@ -208,13 +207,18 @@ def predict(row: dict[str, Any], eff: Efficiency | None = None) -> Prediction:
     dp = max(1, gpus // (tp * pp))
     attention_dp = int(row.get("dp") or 1) > 1 and int(row.get("dp") or 1) * tp * pp != gpus
     weights = weight_dtype(row["precision"])
-    cfg = Config(
-        tp=tp, pp=pp, dp=dp, ep=ep, weights=weights, kv_cache=kv_dtype(row["precision"], weights)
-    )
+    if attention_dp:
+        # DEPn: n attention ranks of TP 1 sharing the experts over EP n (enable_attention_dp).
+        cfg = Config(tp=1, pp=pp, dp=1, ep=ep, weights=weights, kv_cache=kv_dtype(row["precision"], weights),
+                     adp=tp)
+    else:
+        cfg = Config(
+            tp=tp, pp=pp, dp=dp, ep=ep, weights=weights, kv_cache=kv_dtype(row["precision"], weights)
+        )
 
     split = physics.even_split(arch.layers, pp)
     counts = physics.stage_counts(arch.layer_kinds(), split)
-    cap = TRTLLM_BENCH_MAX_BATCH_CAP // pp
+    cap = TRTLLM_BENCH_MAX_BATCH_CAP // pp * cfg.adp  # the heuristic's cap is per attention rank
     # TensorRT-LLM's free fraction is of the memory the CUDA runtime reports (torch-visible).
     memory_bytes = physics.torch_visible_GiB(gpu) * physics.GiB
 
@@ -222,12 +226,12 @@ def predict(row: dict[str, Any], eff: Efficiency | None = None) -> Prediction:
     # memory fraction maps TensorRT-LLM's "fraction of free memory after load" onto the total.
     seqs, fit, util = cap, 0, TRTLLM_KV_CACHE_FREE_FRACTION
     for _ in range(4):
-        ctx = Context(arch, hw, workload, _limits(seqs, 1.0), eff, trtllm.memory_conventions())
+        ctx = Context(arch, hw, workload, _limits(-(-seqs // cfg.adp), 1.0), eff, trtllm.memory_conventions())
         fixed = _fixed_bytes(ctx, cfg, counts)
         util = (
             fixed + TRTLLM_KV_CACHE_FREE_FRACTION * max(memory_bytes - fixed, 0.0)
         ) / memory_bytes
-        ctx = Context(arch, hw, workload, _limits(seqs, util), eff, trtllm.memory_conventions())
+        ctx = Context(arch, hw, workload, _limits(-(-seqs // cfg.adp), util), eff, trtllm.memory_conventions())
         fit = physics.max_batch_that_fits(ctx, cfg, split)
         new = max(1, min(cap, fit))
         if new == seqs:

@@ -13,7 +13,8 @@ TPOT on every third covered latency row (the other two thirds stay unseen by the
 values to ship and the loss before and after. It is slow (tens of minutes on two cores): run it
 after a change to the physics, then copy the printed factors into the two places above.
 
-Usage: ``python benchmarks/fit_factors.py [--rounds 2]``.
+Usage: ``python benchmarks/fit_factors.py [--rounds 2] [--only engine=sglang]`` (``--only``: move
+just the factors of that scope, the others stay at their shipped values).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--only", action="append", default=[], metavar="SCOPE",
+                    help="move only the factors of this scope (e.g. engine=sglang, family=hopper); repeatable")
     args = ap.parse_args(argv)
     offline = [r for r in fidelity.load_rows(fidelity.DEFAULT_DATA) if fidelity.skip_reason(r) is None]
     closed, _ = read_latency_csv(lf.DEFAULT_DATA)
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             improved = False
             for p in params:
+                if args.only and p.scope not in args.only:
+                    continue
                 _, _, (lo, hi) = FACTORS[p.factor]
                 for step in (1.41, 1.19, 1.09):
                     moved = True

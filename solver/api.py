@@ -436,7 +436,8 @@ def _compare_with_optimum(problem: Problem, ev: Evaluation | None, params: Solve
         return {"status": res.status, "statement": f"without the pins the instance is {res.status}"}
     best = res.objective
     st = res.placement.strategy()
-    desc = f"tp={st['tp']} pp={st['pp']} dp={st['dp']} ep={st['ep']} {st['weights']}/{st['kv_cache']} " \
+    adp = f" attention_dp={st['attention_dp']}" if st.get("attention_dp", 1) > 1 else ""
+    desc = f"tp={st['tp']} pp={st['pp']} dp={st['dp']}{adp} ep={st['ep']} {st['weights']}/{st['kv_cache']} " \
            f"layers {'+'.join(map(str, res.placement.layers_per_stage))}"
     out = {"status": res.status, "objective": round(best, 6), "strategy": st,
            "layers_per_stage": list(res.placement.layers_per_stage)}

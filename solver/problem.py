@@ -44,6 +44,7 @@ class SearchSpace:
     uneven_layers: bool
     engine: str
     serving: str = "aggregated"
+    attention_dp: tuple[int, ...] = (1,)
 
 
 @dataclass
@@ -93,26 +94,36 @@ def _default_search(inst: Instance, arch: Architecture, total_gpus: int) -> tupl
     # every count is a candidate (the plain default, powers of two, keeps big searches small).
     every = s.serving != "aggregated"
     dp = tuple(s.dp) if s.dp else (tuple(range(1, total_gpus + 1)) if every else _powers_of_two(max(1, total_gpus)))
+    # Attention data parallelism (MoE): ranks with their own sequences and KV cache sharing the
+    # experts; by default up to a node (wider groups cross the network for every MoE layer).
+    if s.attention_dp:
+        adp = tuple(s.attention_dp)
+    elif arch.is_moe and s.serving == "aggregated":
+        adp = _powers_of_two(cl.gpus_per_node)
+    else:
+        adp = (1,)
     if s.ep:
         ep = tuple(s.ep)
     elif arch.is_moe:
-        ep = tuple(e for e in _powers_of_two(max(tp)) if arch.experts % e == 0)
+        ep = tuple(e for e in _powers_of_two(max(tp) * max(adp)) if arch.experts % e == 0)
     else:
         ep = (1,)
-    for key, val, given in (("tp", tp, s.tp), ("pp", pp, s.pp), ("dp", dp, s.dp), ("ep", ep, s.ep)):
+    for key, val, given in (("tp", tp, s.tp), ("pp", pp, s.pp), ("dp", dp, s.dp), ("ep", ep, s.ep),
+                            ("attention_dp", adp, s.attention_dp)):
         if not given:
             defaults[f"search.{key}"] = list(val)
     # A pinned degree outside the search space joins it, so that a proof can refute it.
     pins = inst.strategy
     extra = {"tp": pins.tp, "pp": pins.pp or (len(pins.layers_per_stage) if pins.layers_per_stage else None),
-             "dp": pins.dp, "ep": pins.ep}
-    lists = {"tp": set(tp), "pp": set(pp), "dp": set(dp), "ep": set(ep)}
+             "dp": pins.dp, "ep": pins.ep, "attention_dp": pins.attention_dp}
+    lists = {"tp": set(tp), "pp": set(pp), "dp": set(dp), "ep": set(ep), "attention_dp": set(adp)}
     for key, val in extra.items():
         if val is not None and val not in lists[key]:
             lists[key].add(val)
             defaults[f"search.{key} (pinned value added)"] = val
     return SearchSpace(tuple(sorted(lists["tp"])), tuple(sorted(lists["pp"])), tuple(sorted(lists["dp"])),
-                       tuple(sorted(lists["ep"])), s.uneven_layers, s.engine, s.serving), defaults
+                       tuple(sorted(lists["ep"])), s.uneven_layers, s.engine, s.serving,
+                       tuple(sorted(lists["attention_dp"]))), defaults
 
 
 def _check_consistency(inst: Instance, arch: Architecture, file: str | None) -> None:
@@ -141,6 +152,10 @@ def _check_search(inst: Instance, arch: Architecture, space: SearchSpace, file: 
                              f"accepted: {[d for d in range(1, arch.heads + 1) if arch.heads % d == 0 and d <= 64]}")
     if inst.search.ep and not arch.is_moe and any(e > 1 for e in inst.search.ep):
         raise InputError(file, "search.ep", inst.search.ep, f"{arch.name} is dense; expert parallelism needs an MoE model")
+    if inst.search.attention_dp and not arch.is_moe and any(e > 1 for e in inst.search.attention_dp):
+        raise InputError(file, "search.attention_dp", inst.search.attention_dp,
+                         f"{arch.name} is dense; attention data parallelism needs an MoE model (use search.dp for "
+                         "replicas)")
     window = arch.max_position_embeddings
     if window and inst.workload.model_len > window:
         path = "workload.max_model_len" if inst.workload.max_model_len else "workload.input_tokens"
@@ -153,6 +168,9 @@ def _check_search(inst: Instance, arch: Architecture, space: SearchSpace, file: 
                          f"must sum to the model's {arch.layers} decoder layers (sums to {sum(pins.layers_per_stage)})")
     if pins.ep is not None and pins.ep > 1 and not arch.is_moe:
         raise InputError(file, "strategy.ep", pins.ep, f"{arch.name} is dense; only ep = 1 applies")
+    if pins.attention_dp is not None and pins.attention_dp > 1 and not arch.is_moe:
+        raise InputError(file, "strategy.attention_dp", pins.attention_dp,
+                         f"{arch.name} is dense; only attention_dp = 1 applies (use dp for replicas)")
 
 
 # Objectives that need a price.
@@ -217,9 +235,9 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     eng = engine(inst.search.engine)
     step_us = eng.STEP_OVERHEAD_US
     cost_model = _included_cost_model(inst, file)
-    eff = efficiency_for(gpu, cost_model, None if step_us is None else step_us * 1e-6,
-                         eng.REQUEST_OVERHEAD_MS * 1e-3, eng.TOKEN_OVERHEAD_US * 1e-6)
     version = inst.search.engine_version or eng.DEFAULT_VERSION
+    eff = efficiency_for(gpu, cost_model, None if step_us is None else step_us * 1e-6,
+                         eng.request_overhead_ms(version) * 1e-3, eng.TOKEN_OVERHEAD_US * 1e-6)
     ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=eff,
                   memory=eng.memory_conventions(version))
     _check_consistency(inst, arch, file)

@@ -15,13 +15,17 @@ from .physics import (
     Config,
     GiB,
     Metrics,
+    attention_dp_packs,
     compute_dtype,
     even_split,
+    fp8_blocks_whole,
     kv_cache_tokens,
     kv_dtype_supported,
     max_batch_that_fits,
+    moe_tp,
     packs_in_nodes,
     peak_tflops,
+    replica_seq_cap,
     serving_metrics,
     stage_coefficients,
     stage_counts,
@@ -52,8 +56,8 @@ class Placement:
     def strategy(self, max_num_seqs: int | None = None) -> dict:
         """The strategy fields; ``max_num_seqs`` is the engine's cap when it differs from the batch."""
         c = self.cfg
-        return {"tp": c.tp, "pp": c.pp, "dp": c.dp, "ep": c.ep, "weights": c.weights, "kv_cache": c.kv_cache,
-                "max_num_seqs": self.batch if max_num_seqs is None else max_num_seqs}
+        return {"tp": c.tp, "pp": c.pp, "dp": c.dp, "ep": c.ep, "attention_dp": c.adp, "weights": c.weights,
+                "kv_cache": c.kv_cache, "max_num_seqs": self.batch if max_num_seqs is None else max_num_seqs}
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,9 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
     gpu = hw.gpu
     rate_pin = inst.workload.mode == "request_rate" and pins.max_num_seqs is not None
     out: list[Requirement] = []
-    out.append(_upper("gpu_count", f"tp x pp x dp = {cfg.tp} x {cfg.pp} x {cfg.dp} = {cfg.gpus} GPUs needed; "
+    adp = f" x attention_dp {cfg.adp}" if cfg.adp > 1 else ""
+    out.append(_upper("gpu_count", f"tp x pp x dp{adp and ' x attention_dp'} = {cfg.tp} x {cfg.pp} x {cfg.dp}"
+                      f"{adp and f' x {cfg.adp}'} = {cfg.gpus} GPUs needed; "
                       f"the cluster has {hw.total_gpus} ({hw.nodes} node(s) x {hw.gpus_per_node})",
                       cfg.gpus, hw.total_gpus, "GPUs"))
     ok = cfg.tp <= hw.gpus_per_node and hw.gpus_per_node % cfg.tp == 0
@@ -145,10 +151,24 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
     if a.is_moe:
         out.append(Requirement("experts_divisible", f"ep = {cfg.ep} must divide {a.experts} routed experts",
                                cfg.ep, a.experts, "experts", a.experts % cfg.ep == 0))
+    eng = engine(problem.search.engine)
     if cfg.ep > 1 or a.is_moe:
-        eng = engine(problem.search.engine)
-        ok, rule = eng.ep_layout_ok(a.is_moe, cfg.tp, cfg.ep), eng.EP_LAYOUT_RULE
-        out.append(Requirement("ep_layout", f"ep = {cfg.ep} with tp = {cfg.tp}: {rule}", cfg.ep, cfg.tp, "ranks", ok))
+        ok, rule = eng.ep_layout_ok(a.is_moe, cfg.moe_group, cfg.ep), eng.EP_LAYOUT_RULE
+        group = f"tp x attention_dp = {cfg.moe_group}" if cfg.adp > 1 else f"tp = {cfg.tp}"
+        out.append(Requirement("ep_layout", f"ep = {cfg.ep} with {group}: {rule}", cfg.ep, cfg.moe_group, "ranks", ok))
+    if cfg.adp > 1:
+        ok = eng.attention_dp_ok(a.is_moe, cfg.tp, cfg.adp) and attention_dp_packs(cfg, hw.gpus_per_node)
+        out.append(Requirement("attention_dp_layout", f"attention_dp = {cfg.adp} with tp = {cfg.tp} on {eng.NAME}: "
+                               f"{eng.ATTENTION_DP_RULE}; the tp x attention_dp = {cfg.moe_group} GPUs sharing the "
+                               f"experts divide a node of {hw.gpus_per_node} or fill whole nodes",
+                               cfg.adp, cfg.tp, "ranks", ok))
+    if a.fp8_block and a.checkpoint_dtype == "fp8" and cfg.weights == "fp8":
+        parts = f"moe_intermediate {a.moe_intermediate} / moe_tp {moe_tp(cfg)}" if a.is_moe else ""
+        dense = f"intermediate {a.intermediate} / tp {cfg.tp}" if a.intermediate and not (
+            a.is_moe and all(a.moe_layers)) else ""
+        out.append(Requirement("fp8_block_divisible", f"block-FP8 checkpoint ({a.fp8_block} x {a.fp8_block} blocks): "
+                               f"{' and '.join(x for x in (parts, dense) if x)} must be multiples of {a.fp8_block}",
+                               moe_tp(cfg), a.fp8_block, "ranks", fp8_blocks_whole(a, cfg)))
     out.append(_upper("pp_within_layers", f"pp = {cfg.pp} stages need at least one of {a.layers} layers each",
                       cfg.pp, a.layers, "stages"))
     allowed_w = inst.precision.weights
@@ -164,13 +184,15 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
     out.append(Requirement("kv_cache_supported", f"{gpu.name} ({gpu.family}) must support a {cfg.kv_cache} KV cache",
                            cfg.kv_cache, gpu.family, "", kv_dtype_supported(gpu, cfg.kv_cache)))
     cap_seqs = max(batch, pins.max_num_seqs) if rate_pin else batch
+    cap = replica_seq_cap(inst.limits.max_num_seqs, cfg)
+    per_rank = f" x {cfg.adp} attention-DP ranks" if cfg.adp > 1 else ""
     out.append(_upper("batch_cap", f"max_num_seqs = {cap_seqs} sequences per replica within the engine cap "
-                      f"{inst.limits.max_num_seqs} (limits.max_num_seqs)", cap_seqs, inst.limits.max_num_seqs, "seqs"))
-    for key in ("tp", "pp", "dp", "ep", "weights", "kv_cache", "max_num_seqs"):
+                      f"{inst.limits.max_num_seqs} (limits.max_num_seqs){per_rank}", cap_seqs, cap, "seqs"))
+    for key in ("tp", "pp", "dp", "ep", "attention_dp", "weights", "kv_cache", "max_num_seqs"):
         pinned = getattr(pins, key)
         if pinned is None:
             continue
-        value = batch if key == "max_num_seqs" else getattr(cfg, key)
+        value = batch if key == "max_num_seqs" else cfg.adp if key == "attention_dp" else getattr(cfg, key)
         if key == "max_num_seqs" and inst.workload.mode == "request_rate":
             # At a rate the pin is the engine's cap; the load sets the batch under it.
             out.append(Requirement("pin.max_num_seqs", f"the operating batch {batch} must stay within the pinned "
@@ -308,13 +330,13 @@ def engine_max_num_seqs(problem: Problem, cfg: Config, layers: tuple[int, ...], 
     if problem.pins.max_num_seqs is not None:
         return max(batch, problem.pins.max_num_seqs)
     fit = max_batch_that_fits(problem.ctx, cfg, list(layers)) if sum(layers) == problem.arch.layers else batch
-    return max(batch, min(fit, problem.instance.limits.max_num_seqs))
+    return max(batch, min(fit, replica_seq_cap(problem.instance.limits.max_num_seqs, cfg)))
 
 
 def _max_concurrency(problem: Problem, cfg: Config, layers: tuple[int, ...]) -> int:
     """Sequences of input+output tokens whose KV cache fits the deployment (engine cap applied per replica)."""
     fit = max_batch_that_fits(problem.ctx, cfg, list(layers))
-    return min(fit, problem.instance.limits.max_num_seqs) * cfg.dp
+    return min(fit, replica_seq_cap(problem.instance.limits.max_num_seqs, cfg)) * cfg.dp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +352,9 @@ def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
     pp = pins.pp or (len(pins.layers_per_stage) if pins.layers_per_stage else 1)
     dp = pins.dp or 1
     ep = pins.ep or 1
-    for key, val, given in (("tp", tp, pins.tp), ("pp", pp, pins.pp), ("dp", dp, pins.dp), ("ep", ep, pins.ep)):
+    adp = pins.attention_dp or 1
+    for key, val, given in (("tp", tp, pins.tp), ("pp", pp, pins.pp), ("dp", dp, pins.dp), ("ep", ep, pins.ep),
+                            ("attention_dp", adp, pins.attention_dp if a.is_moe else 1)):
         if given is None and not (key == "pp" and pins.layers_per_stage):
             filled[key] = f"{val} (default)"
     weights = pins.weights or _widest(inst.precision.weights)
@@ -339,7 +363,7 @@ def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
         filled["weights"] = f"{weights} (widest allowed precision)"
     if pins.kv_cache is None:
         filled["kv_cache"] = f"{kv} (widest allowed precision)"
-    cfg = Config(tp, pp, dp, ep, weights, kv)
+    cfg = Config(tp, pp, dp, ep, weights, kv, adp)
     if pins.layers_per_stage:
         layers = tuple(pins.layers_per_stage)
     else:
@@ -353,7 +377,7 @@ def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
         filled["max_num_seqs"] = f"{batch} (concurrency {wl.concurrency} / dp {dp})"
         return Placement(cfg, batch, layers), filled
     fit = max_batch_that_fits(problem.ctx, cfg, list(layers)) if len(layers) == pp and sum(layers) == a.layers else 0
-    top = max(1, min(fit, inst.limits.max_num_seqs))
+    top = max(1, min(fit, replica_seq_cap(inst.limits.max_num_seqs, cfg)))
     if wl.mode == "request_rate":
         if pins.max_num_seqs is not None:
             top = min(top, pins.max_num_seqs)

@@ -20,7 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..engines.base import release_tuple
 from ..input.errors import InputError
+from ..input.schema import ENGINE_VERSION_PATTERN
 
 # Hugging Face model ids of the calibration rows -> catalog cards (same architecture).
 MODEL_CARDS = {
@@ -44,6 +46,16 @@ GPU_CARDS = {
 # InferenceX-style sweeps (the calibration rows): lengths uniform on [0.8 len, len], 10 x concurrency
 # prompts after a warm-up (benchmarks/data/RESEARCH.md, section a).
 INFERENCEX_RANGE_RATIO = 0.8
+# The SGLang rows read as fixed lengths, as the calibration README states for every row ("each
+# sending a request of isl input tokens ... with fixed lengths": a closed loop then runs in waves).
+# Their own figures say so: at the same layout SGLang's mean TTFT is about half the time to prefill
+# all C prompts and its TPOT carries no prefill stalls (Qwen3-32B TP2 H100 1024/128 C=16: 841 ms /
+# 16.5 ms, vLLM 188 ms / 22.2 ms, the same end-to-end time), which is the simulator's wave at fixed
+# lengths (741 ms) and not its desynchronised loop at [0.8, 1] (176 ms). SGLang's scheduler has no
+# mechanism that would hold a newly arrived prompt back (server scheduler and PrefillAdder read for
+# 0.4.6-0.5.5), so the rows' harness, not the engine, is the difference. vLLM and TensorRT-LLM
+# rows fit the InferenceX ranges (fixed lengths put their TTFT 100-150% too high).
+RANGE_RATIO_BY_ENGINE = {"sglang": 1.0}
 INFERENCEX_PROMPTS_PER_CLIENT = 10
 
 
@@ -61,6 +73,8 @@ class Deployment:
     weights: str = "bf16"
     kv_cache: str = "bf16"
     gpus_per_node: int = 8
+    adp: int = 1  # attention data-parallel ranks inside the worker (MoE)
+    engine_version: str | None = None  # the release measured (None: the engine's default)
 
 
 @dataclass(frozen=True)
@@ -114,9 +128,11 @@ def read_latency_csv(path: str | Path) -> tuple[list[Measurement], list[tuple[st
         if missing:
             raise InputError(str(path), "line 1", None, f"missing columns {sorted(missing)}; a calibration CSV has "
                              f"at least {sorted(need)}")
-        for line, row in enumerate(reader, start=2):
+        rows = list(reader)
+        releases = _sweep_releases(rows)
+        for line, row in enumerate(rows, start=2):
             try:
-                m, why = _row_measurement(row)
+                m, why = _row_measurement(row, releases)
             except (ValueError, KeyError) as exc:
                 raise InputError(str(path), f"line {line}", row.get("id"), f"cannot read this row: {exc}") from None
             if m is None:
@@ -126,7 +142,31 @@ def read_latency_csv(path: str | Path) -> tuple[list[Measurement], list[tuple[st
     return out, skipped
 
 
-def _row_measurement(row: dict[str, str]) -> tuple[Measurement | None, str]:
+def _release(text: str | None) -> str | None:
+    """A row's engine release when it starts with a release number ("1.2.0rc6.post3" -> "1.2.0rc6");
+    None for a blank, a nightly or a named development build."""
+    m = ENGINE_VERSION_PATTERN.match((text or "").strip())
+    return m.group(0) if m else None
+
+
+def _sweep_releases(rows: list[dict[str, str]]) -> dict[tuple[str, str], str]:
+    """The release each sweep (source file x engine) ran most often, for its rows that do not say.
+
+    The sweeps' files mix rows with and without ``backend_version``; a row without one is taken to
+    run what its sweep's other rows of that engine ran (ties: the later release).
+    """
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for row in rows:
+        rel = _release(row.get("backend_version"))
+        if rel and row.get("mode") == "agg":  # a disaggregated row's version is its orchestrator's
+            key = ((row.get("silicon_data_source") or "").split(";")[0], row.get("backend", ""))
+            by = counts.setdefault(key, {})
+            by[rel] = by.get(rel, 0) + 1
+    return {k: max(v.items(), key=lambda kv: (kv[1], release_tuple(kv[0])))[0] for k, v in counts.items()}
+
+
+def _row_measurement(row: dict[str, str], releases: dict[tuple[str, str], str] | None = None
+                     ) -> tuple[Measurement | None, str]:
     model_path = row["model_path"]
     if row["mode"] != "agg":
         return None, "disaggregated serving (prefill and decode pools) is not modelled"
@@ -137,8 +177,6 @@ def _row_measurement(row: dict[str, str]) -> tuple[Measurement | None, str]:
     if gpu is None:
         return None, f"no GPU card for {row['system']}"
     adp = _int(row, "attention_dp_size", 1) or 1
-    if adp > 1:
-        return None, "attention data parallelism is not modelled"
     if _int(row, "pp_size", 1) != 1:
         return None, "pipeline rows are not in the sample"
     weights = _weights(row.get("precision", ""), row.get("gemm_quant_mode", ""), model_path)
@@ -146,16 +184,19 @@ def _row_measurement(row: dict[str, str]) -> tuple[Measurement | None, str]:
         return None, f"weight format {row.get('gemm_quant_mode')!r} is not modelled"
     tp = _int(row, "tp_size")
     ep = _int(row, "moe_ep_size", 1) or 1
-    if tp > 8 or ep > tp:
+    if tp * adp > 8 or ep > tp * adp:
         return None, "multi-node NVLink domains beyond 8 GPUs per worker are not in the catalog layouts"
     kv = "bf16" if weights == "bf16" else "fp8"
     ttft, tpot = float(row["silicon_ttft_ms"]), float(row["silicon_tpot_ms"])
     if not (math.isfinite(ttft) and math.isfinite(tpot) and ttft > 0 and tpot > 0):
         return None, "no measurement"
     conc = _int(row, "batch_size") * adp
+    version = _release(row.get("backend_version")) or (releases or {}).get(
+        ((row.get("silicon_data_source") or "").split(";")[0], row["backend"]))
     dep = Deployment(card, gpu, row["backend"], tp=tp, pp=1, dp=1, ep=ep, weights=weights, kv_cache=kv,
-                     gpus_per_node=8)
-    return Measurement(row["id"], dep, int(row["isl"]), int(row["osl"]), INFERENCEX_RANGE_RATIO, conc, None,
+                     gpus_per_node=8, adp=adp, engine_version=version)
+    ratio = RANGE_RATIO_BY_ENGINE.get(row["backend"], INFERENCEX_RANGE_RATIO)
+    return Measurement(row["id"], dep, int(row["isl"]), int(row["osl"]), ratio, conc, None,
                        INFERENCEX_PROMPTS_PER_CLIENT * conc, ttft, tpot, source=row.get("silicon_data_source", "")), ""
 
 

@@ -69,7 +69,7 @@ def instance_of(m: Measurement, cost_model: dict[str, Any] | None = None) -> dic
     gpu = resolve_gpu(d.gpu)
     caps = engine(d.engine).defaults(gpu.memory_GiB, gpu.name)
     seqs = max(int(caps["max_num_seqs"]), m.concurrency or 1)
-    gpus = d.tp * d.pp * d.dp
+    gpus = d.tp * d.pp * d.dp * d.adp
     load: dict[str, Any] = {"concurrency": m.concurrency} if m.concurrency else {"request_rate": m.request_rate}
     return {
         "name": m.id,
@@ -79,7 +79,7 @@ def instance_of(m: Measurement, cost_model: dict[str, Any] | None = None) -> dic
         "workload": {"input_tokens": m.input_tokens, "output_tokens": m.output_tokens, **load},
         "limits": {"memory_utilization": caps["memory_utilization"], "max_num_seqs": seqs,
                    "max_num_batched_tokens": max(int(caps["max_num_batched_tokens"]), seqs)},
-        "search": {"engine": d.engine},
+        "search": {"engine": d.engine, **({"engine_version": d.engine_version} if d.engine_version else {})},
         "cost_model": cost_model or {},
     }
 
@@ -93,11 +93,11 @@ def resolve(m: Measurement, cost_model: dict[str, Any] | None = None) -> Case:
     """Build the problem, placement, scheduler and requests of a measurement (raises InputError)."""
     problem = build_problem(parse_instance(instance_of(m, cost_model)))
     d = m.deployment
-    cfg = Config(d.tp, d.pp, d.dp, d.ep, d.weights, d.kv_cache)
+    cfg = Config(d.tp, d.pp, d.dp, d.ep, d.weights, d.kv_cache, d.adp)
     layers = tuple(even_split(problem.arch.layers, d.pp))
     limits = problem.instance.limits
     sched = Scheduler(policy=engine(d.engine).SCHEDULER_POLICY, max_num_seqs=limits.max_num_seqs,
-                      max_num_batched_tokens=limits.max_num_batched_tokens,
+                      max_num_batched_tokens=limits.max_num_batched_tokens * cfg.adp,
                       kv_capacity_tokens=kv_capacity_tokens(problem.ctx, cfg, layers),
                       admission_delay_s=problem.ctx.eff.request_overhead_s)
     rng = np.random.default_rng(SEED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..engines import engine
 from ..physics import (
     GB,
     WEIGHT_BYTES,
@@ -56,7 +57,16 @@ def _static_statement(problem: Problem, rule: str) -> str:
     if rule == "experts_divisible":
         return f"ep must divide the {a.experts} routed experts"
     if rule == "ep_layout":
-        return "expert parallelism must fit the TP group (vLLM: ep is 1 or tp)"
+        return f"expert parallelism must fit the stage's tp x attention_dp ranks ({problem.search.engine}: " \
+               f"{engine(problem.search.engine).EP_LAYOUT_RULE})"
+    if rule == "attention_dp_layout":
+        return (f"attention data parallelism ({problem.search.engine}): "
+                f"{engine(problem.search.engine).ATTENTION_DP_RULE}; its tp x attention_dp GPUs divide a node of "
+                f"{hw.gpus_per_node} or fill whole nodes")
+    if rule == "fp8_block_divisible":
+        dense = f" and intermediate {a.intermediate} / tp" if (not a.is_moe or not all(a.moe_layers)) else ""
+        return (f"the block-FP8 checkpoint's {a.fp8_block}-wide blocks must stay whole in every shard: "
+                f"moe_intermediate {a.moe_intermediate} / (tp x attention_dp / ep){dense} a multiple of {a.fp8_block}")
     if rule == "pp_within_layers":
         return f"at most {a.layers} pipeline stages (one per decoder layer)"
     if rule == "weights_allowed":

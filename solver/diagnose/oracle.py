@@ -365,7 +365,8 @@ def _shrink(current: list[str], feasible) -> tuple[list[str], bool]:
 # the cluster, and last the pinned fields a user proposed.
 # Targets (SLOs, the request rate) go before the physics: when the weights cannot fit, the proof
 # says so (GPU count, memory caps) rather than blaming a latency target on a plan that could not run.
-_DELETION_FAMILIES = ["search.", "batch_cap", "ep_layout", "experts_divisible", "pp_within_layers", "slo.", "workload.",
+_DELETION_FAMILIES = ["search.", "batch_cap", "ep_layout", "attention_dp_layout", "fp8_block_divisible",
+                      "experts_divisible", "pp_within_layers", "slo.", "workload.",
                       "weights_allowed", "kv_cache_allowed", "tp_within_node", "heads_divisible", "mem_cap",
                       "gpu_count", "pin."]
 
@@ -384,6 +385,7 @@ def _deletion_order(name: str) -> tuple:
 
 def rule_order(name: str) -> tuple:
     families = ["pin.", "gpu_count", "tp_within_node", "heads_divisible", "experts_divisible", "ep_layout",
+                "attention_dp_layout", "fp8_block_divisible",
                 "pp_within_layers", "weights_allowed", "kv_cache_allowed", "batch_cap", "search.", "mem_cap",
                 "workload.", "slo."]
     for i, f in enumerate(families):

@@ -23,8 +23,9 @@ def _outcome(change: str, kind: str, size: float, res, objective: str) -> dict[s
     st = res.placement.strategy()
     layers = "+".join(map(str, res.placement.layers_per_stage))
     m = res.evaluation.metrics
+    adp = f" attention_dp={st['attention_dp']}" if st.get("attention_dp", 1) > 1 else ""
     return {"change": change, "kind": kind, "size": size, "verified": True,
-            "result": (f"feasible, for example: tp={st['tp']} pp={st['pp']} dp={st['dp']} ep={st['ep']} {st['weights']}/"
+            "result": (f"feasible, for example: tp={st['tp']} pp={st['pp']} dp={st['dp']}{adp} ep={st['ep']} {st['weights']}/"
                        f"{st['kv_cache']}, layers {layers}; {m.output_tokens_per_s_per_gpu:,.3g} tok/s per GPU, "
                        f"TTFT {m.ttft_ms:,.0f} ms, TPOT {m.tpot_ms:.1f} ms"),
             "strategy": st, "layers_per_stage": list(res.placement.layers_per_stage),

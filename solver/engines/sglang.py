@@ -33,6 +33,12 @@ TOKEN_OVERHEAD_US: float = 10.0
 REQUEST_OVERHEAD_MS: float = 5.0
 
 
+def request_overhead_ms(version: str | None = None) -> float:
+    """The front end's latency per request for a release (one figure for every release)."""
+    del version
+    return REQUEST_OVERHEAD_MS
+
+
 def memory_conventions(version: str | None = None) -> MemoryConventions:
     """What this engine counts besides weights, KV and activations: the flat rule of
     :data:`solver.physics.LEGACY_MEMORY` for every release (its start-up logs are not yet checked)."""
@@ -49,12 +55,21 @@ def defaults(gpu_memory_GiB: float, gpu_name: str) -> dict[str, float]:
     return {"max_num_seqs": 4096, "max_num_batched_tokens": chunk, "memory_utilization": 0.88}
 
 
-def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:
-    """Experts split over ``ep`` groups of ``tp / ep`` ranks: ep divides tp."""
-    return ep == 1 or (is_moe and tp % ep == 0)
+def ep_layout_ok(is_moe: bool, group: int, ep: int) -> bool:
+    """Experts split over ``ep`` groups of ``group / ep`` ranks (``group``: tp x attention-DP): ep divides it."""
+    return ep == 1 or (is_moe and group % ep == 0)
 
 
-EP_LAYOUT_RULE = "ep must divide tp (experts split over ep groups of tp/ep ranks)"
+EP_LAYOUT_RULE = "ep must divide tp x attention_dp (experts split over ep groups of the stage's ranks)"
+
+
+def attention_dp_ok(is_moe: bool, tp: int, adp: int) -> bool:
+    """``--enable-dp-attention --dp-size adp`` (``--tp-size tp x adp``): MoE models only."""
+    del tp
+    return adp == 1 or is_moe
+
+
+ATTENTION_DP_RULE = "attention data parallelism (--enable-dp-attention) needs an MoE model"
 
 
 def launch(li: LaunchInput) -> tuple[str, list[str]]:
@@ -62,10 +77,16 @@ def launch(li: LaunchInput) -> tuple[str, list[str]]:
     cfg = li.cfg
     notes: list[str] = []
     model, online_fp8 = li.model()
-    s = ["python -m sglang.launch_server", f"--model-path {model}", f"--tp-size {cfg.tp}"]
+    # With DP attention SGLang's --tp-size counts every GPU of a stage and --dp-size the attention
+    # ranks among them (attention TP = tp-size / dp-size).
+    s = ["python -m sglang.launch_server", f"--model-path {model}", f"--tp-size {cfg.tp * cfg.adp}"]
     if cfg.pp > 1:
         s.append(f"--pp-size {cfg.pp}")
-    if cfg.dp > 1:
+    if cfg.adp > 1:
+        s += [f"--dp-size {cfg.adp}", "--enable-dp-attention"]
+        if cfg.dp > 1:
+            notes.append(f"run {cfg.dp} such servers (one per replica) behind a load balancer")
+    elif cfg.dp > 1:
         s.append(f"--dp-size {cfg.dp}")
     if cfg.ep > 1:
         s.append(f"--ep-size {cfg.ep}")

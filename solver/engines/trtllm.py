@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..physics import LEGACY_MEMORY, MemoryConventions
-from .base import LaunchInput
+from .base import LaunchInput, release_tuple
 
 NAME = "trtllm"
 # The release whose `trtllm-serve` flags and extra-options keys these commands use.
@@ -29,6 +29,16 @@ STEP_OVERHEAD_US: float | None = 37.2
 # Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
 TOKEN_OVERHEAD_US: float = 0.0
 REQUEST_OVERHEAD_MS: float = 135.1
+# From 1.1 on, fitted on the rows measured with 1.1.0rc2-1.3.0rc5 and on the unversioned rows of the
+# same sweeps (benchmarks/fit_factors.py): the 1.0 figure above comes from the Qwen3-32B H100 rows
+# of 1.0.0rc3, where a lone 1,024-token prompt at TP 8 takes 135 ms against 41-45 ms for gpt-oss-120b
+# on 1.2 at TP 1-8 (the prefill itself is under 10 ms in both).
+REQUEST_OVERHEAD_MS_SINCE_1_1: float = 40.0
+
+
+def request_overhead_ms(version: str | None = None) -> float:
+    """The front end's latency per request (trtllm-serve's HTTP server, tokenisation, executor IPC), ms."""
+    return REQUEST_OVERHEAD_MS_SINCE_1_1 if release_tuple(version or DEFAULT_VERSION) >= (1, 1) else REQUEST_OVERHEAD_MS
 
 
 def memory_conventions(version: str | None = None) -> MemoryConventions:
@@ -51,12 +61,23 @@ KV_CACHE_FREE_FRACTION = 0.90
 SERVE_MAX_BATCH_SIZE = 2048
 
 
-def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:
-    """``moe_expert_parallel_size`` divides the TP group (``moe_tensor_parallel_size`` = tp / ep)."""
-    return ep == 1 or (is_moe and tp % ep == 0)
+def ep_layout_ok(is_moe: bool, group: int, ep: int) -> bool:
+    """``moe_expert_parallel_size`` divides the group of tp x attention-DP ranks
+    (``moe_tensor_parallel_size`` = group / ep)."""
+    return ep == 1 or (is_moe and group % ep == 0)
 
 
-EP_LAYOUT_RULE = "ep must divide tp (experts split over ep groups of tp/ep ranks)"
+EP_LAYOUT_RULE = "ep must divide tp x attention_dp (experts split over ep groups of the stage's ranks)"
+
+
+def attention_dp_ok(is_moe: bool, tp: int, adp: int) -> bool:
+    """``enable_attention_dp`` makes every rank of ``--tp_size`` an attention rank of its own: the
+    attention's TP is 1 (TensorRT-LLM llm_args: attention DP replaces attention TP)."""
+    return adp == 1 or (is_moe and tp == 1)
+
+
+ATTENTION_DP_RULE = ("attention data parallelism (enable_attention_dp) needs an MoE model and attention tp = 1 "
+                     "(every rank of --tp_size becomes an attention rank)")
 
 
 def defaults(gpu_memory_GiB: float, gpu_name: str) -> dict[str, float]:
@@ -83,15 +104,19 @@ def launch(li: LaunchInput) -> tuple[str, str, list[str]]:
         model = f"<an FP8 (ModelOpt) checkpoint of {li.repo}>"
     if model != li.repo:
         notes.append(f"TensorRT-LLM: replace {model} by such a checkpoint (it reads the quantization from it)")
-    cmd = ["trtllm-serve", model, "--backend pytorch", f"--tp_size {cfg.tp}", f"--pp_size {cfg.pp}"]
+    # With attention DP every rank of --tp_size is an attention rank (attention TP 1) and the
+    # experts span all of them; max_batch_size is per rank.
+    cmd = ["trtllm-serve", model, "--backend pytorch", f"--tp_size {cfg.tp * cfg.adp}", f"--pp_size {cfg.pp}"]
     if cfg.ep > 1:
         cmd.append(f"--ep_size {cfg.ep}")
-    cmd += [f"--max_batch_size {li.max_num_seqs}", f"--max_num_tokens {li.max_num_batched_tokens}",
+    cmd += [f"--max_batch_size {-(-li.max_num_seqs // cfg.adp)}", f"--max_num_tokens {li.max_num_batched_tokens}",
             f"--max_seq_len {li.max_model_len}", f"--kv_cache_free_gpu_memory_fraction {li.kv_free_fraction:.3f}",
             "--extra_llm_api_options extra_llm_api_options.yaml"]
     yaml = ["enable_chunked_prefill: true", "kv_cache_config:",
             f"  dtype: {'fp8' if cfg.kv_cache == 'fp8' else 'auto'}",
             f"  free_gpu_memory_fraction: {li.kv_free_fraction:.3f}"]
+    if cfg.adp > 1:
+        yaml.append("enable_attention_dp: true")
     if cfg.dp > 1:
         notes.append(f"TensorRT-LLM: run {cfg.dp} such servers (one per replica) behind a load balancer")
     if li.uneven:

@@ -83,6 +83,12 @@ TOKEN_OVERHEAD_US: float = 11.9
 REQUEST_OVERHEAD_MS: float = 40.0
 
 
+def request_overhead_ms(version: str | None = None) -> float:
+    """The front end's latency per request for a release (one figure for every release)."""
+    del version
+    return REQUEST_OVERHEAD_MS
+
+
 def defaults(gpu_memory_GiB: float, gpu_name: str) -> dict[str, float]:
     """``vllm serve`` defaults: on GPUs of 70 GiB or more (not A100) 1024 sequences and 8192 tokens
     per step, else 256 and 2048 (vllm/engine/arg_utils.py, get_batch_defaults); 0.9 of the memory."""
@@ -91,12 +97,22 @@ def defaults(gpu_memory_GiB: float, gpu_name: str) -> dict[str, float]:
             "memory_utilization": 0.9}
 
 
-def ep_layout_ok(is_moe: bool, tp: int, ep: int) -> bool:
-    """vLLM's ``--enable-expert-parallel`` spreads the experts over the whole TP group: ep is 1 or tp."""
-    return ep == 1 or (is_moe and ep == tp)
+def ep_layout_ok(is_moe: bool, group: int, ep: int) -> bool:
+    """vLLM's ``--enable-expert-parallel`` spreads the experts over the whole group of TP x DP ranks
+    (``group``): ep is 1 or the group."""
+    return ep == 1 or (is_moe and ep == group)
 
 
-EP_LAYOUT_RULE = "ep must be 1 or equal tp (vLLM's expert parallelism spans the TP group)"
+EP_LAYOUT_RULE = "ep must be 1 or equal tp x attention_dp (vLLM's expert parallelism spans the TP x DP ranks)"
+
+
+def attention_dp_ok(is_moe: bool, tp: int, adp: int) -> bool:
+    """``--data-parallel-size`` with an MoE model: attention ranks of ``tp`` GPUs share the experts."""
+    del tp
+    return adp == 1 or is_moe
+
+
+ATTENTION_DP_RULE = "attention data parallelism needs an MoE model (a dense model's DP ranks are replicas)"
 
 
 def launch(li: LaunchInput) -> tuple[str, dict[str, str], list[str]]:
@@ -105,11 +121,19 @@ def launch(li: LaunchInput) -> tuple[str, dict[str, str], list[str]]:
     notes: list[str] = []
     model, online_fp8 = li.model()
     v = ["vllm serve", model, f"--tensor-parallel-size {cfg.tp}", f"--pipeline-parallel-size {cfg.pp}"]
-    if cfg.dp > 1:
+    seqs = li.max_num_seqs
+    if cfg.adp > 1:
+        # vLLM's DP ranks of an MoE model are attention-DP ranks whose experts form one group of
+        # TP x DP GPUs; --max-num-seqs is per DP rank (each runs its own engine core and scheduler).
+        v.append(f"--data-parallel-size {cfg.adp}")
+        seqs = -(-li.max_num_seqs // cfg.adp)
+        if cfg.dp > 1:
+            notes.append(f"run {cfg.dp} such servers (one per replica) behind a load balancer")
+    elif cfg.dp > 1:
         v.append(f"--data-parallel-size {cfg.dp}")
     if cfg.ep > 1:
         v.append("--enable-expert-parallel")
-    v += [f"--max-model-len {li.max_model_len}", f"--max-num-seqs {li.max_num_seqs}",
+    v += [f"--max-model-len {li.max_model_len}", f"--max-num-seqs {seqs}",
           f"--max-num-batched-tokens {li.max_num_batched_tokens}",
           f"--gpu-memory-utilization {li.memory_utilization:g}"]
     if li.serves_16bit_as_fp16:
@@ -129,7 +153,7 @@ def launch(li: LaunchInput) -> tuple[str, dict[str, str], list[str]]:
     if li.uneven:
         env["VLLM_PP_LAYER_PARTITION"] = ",".join(map(str, li.layers_per_stage))
     if li.nodes_used > 1:
-        if cfg.dp > 1:
+        if cfg.dp > 1 or cfg.adp > 1:
             v.append("--data-parallel-backend ray")  # vLLM places DP ranks over nodes through Ray
         notes.append(f"spans {li.nodes_used} nodes: start a Ray cluster over them first and run the command on "
                      "the head node (vLLM multi-node serving)")

@@ -68,6 +68,9 @@ class Architecture:
     # The precision the checkpoint's weights ship in (config.json quantization_config), e.g. fp8 for
     # DeepSeek-V3's block-FP8 weights, mxfp4 for gpt-oss: launch commands serve it without a flag.
     checkpoint_dtype: str = "bf16"
+    # Block-wise FP8 checkpoints (quantization_config.weight_block_size, DeepSeek-V3: 128 x 128): a
+    # TP shard of a weight must hold whole blocks; 0 when the checkpoint is not block-quantised.
+    fp8_block: int = 0
     declared_params_B: float | None = None
     declared_active_params_B: float | None = None
     # Sliding-window attention (gpt-oss): the window in tokens and, per decoder layer, True where the
@@ -240,9 +243,13 @@ def _architecture(
     method = quant.get("quant_method") if isinstance(quant, dict) else None
     checkpoint = {"fp8": "fp8", "mxfp4": "mxfp4", "awq": "int4", "gptq": "int4", "modelopt_fp4": "fp4"}.get(
         method if isinstance(method, str) else "", "bf16")
+    block = quant.get("weight_block_size") if isinstance(quant, dict) and checkpoint == "fp8" else None
+    fp8_block = block[0] if (isinstance(block, list) and block and isinstance(block[0], int)
+                             and not isinstance(block[0], bool) and 0 < block[0] <= 4096) else 0
     if head_dim == 0:
         raise InputError(file, f"{prefix}.head_dim" if prefix else "head_dim", head_dim, "must be a positive integer")
     common: dict[str, Any] = dict(
+        fp8_block=fp8_block,
         name=name,
         hf_repo=hf_repo,
         architecture=arch,

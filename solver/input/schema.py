@@ -351,7 +351,8 @@ class LimitsSpec(Strict):
     memory_utilization: float = Field(
         0.9, gt=0, le=1, description="Fraction of GPU memory the engine may use (vLLM --gpu-memory-utilization)."
     )
-    max_num_seqs: int = Field(256, gt=0, le=1_000_000, description="Engine cap on sequences per replica (vLLM default 256).")
+    max_num_seqs: int = Field(256, gt=0, le=1_000_000, description="Engine cap on sequences per scheduler: per replica, or per "
+                              "attention-DP rank with attention data parallelism (vLLM default 256).")
     max_num_batched_tokens: int = Field(
         8192, gt=0, le=MAX_TOKENS, description="Tokens per engine step; sizes the activation workspace (vLLM default 8192)."
     )
@@ -407,7 +408,11 @@ class SearchSpec(Strict):
     tp: list[int] | None = Field(None, min_length=1, description="Tensor-parallel degrees; default 1,2,4,8 up to a node.")
     pp: list[int] | None = Field(None, min_length=1, description="Pipeline-parallel degrees; default powers of 2.")
     dp: list[int] | None = Field(None, min_length=1, description="Data-parallel replicas; default powers of 2.")
-    ep: list[int] | None = Field(None, min_length=1, description="Expert-parallel degrees (MoE); default divisors of TP.")
+    ep: list[int] | None = Field(None, min_length=1, description="Expert-parallel degrees (MoE); default powers of "
+                                 "two up to tp x attention_dp that divide the experts.")
+    attention_dp: list[int] | None = Field(
+        None, min_length=1, description="Attention data-parallel ranks inside a replica (MoE: each rank keeps its own "
+        "sequences and KV cache, the experts span all of them); default powers of two up to a node for MoE, 1 for dense.")
     uneven_layers: bool = Field(True, description="Allow uneven layers per pipeline stage.")
     engine: EngineName = Field("vllm", description="Serving engine whose rules and launch flags apply.")
     serving: Literal["aggregated", "disaggregated", "auto"] = Field(
@@ -426,7 +431,7 @@ class SearchSpec(Strict):
                              f"(digits separated by dots, an optional pre-release suffix); got {v!r}")
         return v
 
-    @field_validator("tp", "pp", "dp", "ep")
+    @field_validator("tp", "pp", "dp", "ep", "attention_dp")
     @classmethod
     def _positive(cls, v: list[int] | None) -> list[int] | None:
         if v is not None:
@@ -445,6 +450,8 @@ class StrategyPins(Strict):
     pp: int | None = Field(None, gt=0, le=MAX_DEGREE, description="Pipeline stages.")
     dp: int | None = Field(None, gt=0, le=MAX_DEGREE, description="Data-parallel replicas.")
     ep: int | None = Field(None, gt=0, le=MAX_DEGREE, description="Expert-parallel degree.")
+    attention_dp: int | None = Field(None, gt=0, le=MAX_DEGREE,
+                                     description="Attention data-parallel ranks inside a replica (MoE).")
     weights: WeightDtype | None = Field(None, description="Weight precision.")
     kv_cache: KvDtype | None = Field(None, description="KV-cache precision.")
     layers_per_stage: list[int] | None = Field(None, min_length=1, description="Decoder layers on each stage.")

@@ -8,7 +8,8 @@ from typing import Any
 from .errors import InputError, closest
 from .schema import KV_DTYPES, WEIGHT_DTYPES
 
-_STRATEGY_KEYS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "layers": "layers_per_stage",
+_STRATEGY_KEYS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "attention_dp": "attention_dp", "adp": "attention_dp",
+                  "layers": "layers_per_stage",
                   "layers_per_stage": "layers_per_stage", "weights": "weights", "kv": "kv_cache",
                   "kv_cache": "kv_cache", "batch": "max_num_seqs", "max_num_seqs": "max_num_seqs"}
 

@@ -29,14 +29,29 @@ class Config:
     ep: int
     weights: str
     kv_cache: str
+    # Attention data parallelism inside a replica (MoE): ``adp`` attention groups of ``tp`` GPUs per
+    # stage, each with its own sequences and KV cache, share the routed experts, which are split
+    # over all ``tp x adp`` GPUs of the stage (``ep`` expert-parallel groups of ``tp x adp / ep``).
+    adp: int = 1
 
     @property
     def gpus(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.pp * self.dp * self.adp
+
+    @property
+    def moe_group(self) -> int:
+        """GPUs of one stage that share the routed experts: the TP group times attention-DP ranks."""
+        return self.tp * self.adp
+
+    @property
+    def replica_gpus(self) -> int:
+        """GPUs of one replica (an engine instance): stages x TP x attention-DP ranks."""
+        return self.tp * self.pp * self.adp
 
     def label(self) -> str:
         ep = f",ep={self.ep}" if self.ep > 1 else ""
-        return f"tp={self.tp},pp={self.pp},dp={self.dp}{ep},weights={self.weights},kv={self.kv_cache}"
+        adp = f",attention_dp={self.adp}" if self.adp > 1 else ""
+        return f"tp={self.tp},pp={self.pp},dp={self.dp}{adp}{ep},weights={self.weights},kv={self.kv_cache}"
 
 
 @dataclass(frozen=True)
@@ -84,8 +99,8 @@ class Context:
 
 
 def gpu_index(cfg: Config, replica: int, stage: int, tp_rank: int) -> int:
-    """Global GPU id: replicas outermost, then stages, then TP ranks (TP groups stay in a node)."""
-    return (replica * cfg.pp + stage) * cfg.tp + tp_rank
+    """Global GPU id: replicas outermost, then stages, then the stage's TP x attention-DP ranks."""
+    return (replica * cfg.pp + stage) * cfg.moe_group + tp_rank
 
 
 def boundary_link(ctx: Context, cfg: Config, stage: int) -> LinkSpec:
@@ -126,3 +141,37 @@ def packs_in_nodes(gpus: int, gpus_per_node: int) -> bool:
     which the capacity and disaggregation models rely on.
     """
     return (gpus_per_node % gpus == 0) if gpus <= gpus_per_node else (gpus % gpus_per_node == 0)
+
+
+def attention_dp_packs(cfg: Config, gpus_per_node: int) -> bool:
+    """Whether a stage's ``tp x adp`` GPUs (the ranks sharing its experts) pack into nodes."""
+    return cfg.adp == 1 or packs_in_nodes(cfg.moe_group, gpus_per_node)
+
+
+def replica_seq_cap(max_num_seqs: int, cfg: Config) -> int:
+    """Sequences one replica may run: the engine cap is per scheduler, and with attention data
+    parallelism every one of the ``adp`` ranks schedules its own (vLLM ``--max-num-seqs`` per DP
+    rank, TensorRT-LLM ``max_batch_size`` per attention-DP rank)."""
+    return max_num_seqs * cfg.adp
+
+
+def moe_tp(cfg: Config) -> int:
+    """Ranks each routed expert is TP-split over: the stage's tp x adp GPUs over the EP groups."""
+    return max(1, cfg.moe_group // max(1, cfg.ep))
+
+
+def fp8_blocks_whole(a: Architecture, cfg: Config) -> bool:
+    """Whether every TP shard of a block-FP8 checkpoint holds whole quantisation blocks.
+
+    Engines load block-quantised FP8 weights (DeepSeek-V3's 128 x 128 blocks) only when each
+    shard's output dimension is a multiple of the block: the routed experts' intermediate size over
+    their TP ranks (``moe_tp``), the dense MLP's over ``tp``. E.g. Qwen3-235B-A22B-FP8 (1536 / 8 =
+    192) cannot run MoE-TP 8; EP 8 keeps whole experts. Other precisions have no such rule.
+    """
+    b = a.fp8_block
+    if not b or cfg.weights != "fp8" or a.checkpoint_dtype != "fp8":
+        return True
+    if a.is_moe and a.moe_intermediate and (a.moe_intermediate // moe_tp(cfg)) % b:
+        return False
+    dense_layers = not a.is_moe or not all(a.moe_layers)
+    return not (dense_layers and a.intermediate and (a.intermediate // cfg.tp) % b)

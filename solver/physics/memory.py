@@ -112,31 +112,35 @@ def _attention_split_replicated(a: Architecture, lp: LayerParams, tp: int) -> tu
 def layer_weight_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float:
     """Weight bytes one GPU holds for one decoder layer.
 
-    TP splits heads and MLP columns; EP splits routed experts over ``ep`` groups of ``tp / ep``
-    ranks, each group TP-splitting its experts, so a GPU holds 1/tp of all routed experts.
-    Expert-only precisions (mxfp4) quantise the routed experts alone: attention, dense MLP and
-    shared experts stay 16-bit. ``routed_expert_bytes_per_gpu`` is the routed-expert part.
+    TP splits heads and MLP columns; the routed experts are split over the stage's ``tp x adp``
+    GPUs (``cfg.moe_group``): EP places whole experts on ``ep`` groups of ``tp x adp / ep`` ranks,
+    each group TP-splitting its experts, so a GPU holds 1/(tp x adp) of all routed experts. With
+    attention data parallelism every attention rank keeps a whole copy of the attention, dense MLP
+    and shared-expert weights of its TP group. Expert-only precisions (mxfp4) quantise the routed
+    experts alone: attention, dense MLP and shared experts stay 16-bit.
+    ``routed_expert_bytes_per_gpu`` is the routed-expert part.
     """
     lp = layer_params(a, kind)
     tp = cfg.tp
     attn_split, attn_repl = _attention_split_replicated(a, lp, tp)
+    routed = routed_expert_bytes_per_gpu(a, kind, cfg)
     if cfg.weights in EXPERT_ONLY_WEIGHTS:
         static = (attn_split / tp + attn_repl + (lp.mlp + lp.shared) / tp) * UNQUANTISED_BYTES
-        return static + (lp.small + lp.router) * 2.0 + routed_expert_bytes_per_gpu(a, kind, cfg)
+        return static + (lp.small + lp.router) * 2.0 + routed
     wb = WEIGHT_BYTES[cfg.weights]
-    quantised = attn_split / tp + attn_repl + (lp.mlp + lp.shared + lp.expert * lp.experts) / tp
-    return quantised * wb + (lp.small + lp.router) * 2.0 + lp.expert_bias * lp.experts / tp * 2.0
+    quantised = attn_split / tp + attn_repl + (lp.mlp + lp.shared) / tp
+    return quantised * wb + (lp.small + lp.router) * 2.0 + routed
 
 
 def routed_expert_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float:
-    """Bytes of all routed experts of one layer on one GPU: experts x expert params / tp x bytes.
+    """Bytes of all routed experts of one layer on one GPU: experts x expert params / (tp x adp) x bytes.
 
     The part of ``layer_weight_bytes_per_gpu`` that scales with how many experts a step touches
     (the rest is read once per step whatever the batch). Expert biases (gpt-oss) stay 16-bit.
     Zero for a dense layer.
     """
     lp = layer_params(a, kind)
-    return lp.experts * (lp.expert * WEIGHT_BYTES[cfg.weights] + lp.expert_bias * 2.0) / cfg.tp
+    return lp.experts * (lp.expert * WEIGHT_BYTES[cfg.weights] + lp.expert_bias * 2.0) / cfg.moe_group
 
 
 def rotary_cache_bytes(a: Architecture) -> float:

@@ -142,10 +142,14 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
     a = ctx.arch
     micro = batch / cfg.pp
     kinds = set(a.layer_kinds())
-    tokens = kv_tokens_per_replica(batch, ctx.workload, a)
+    # Each attention-DP rank keeps the KV cache of its own share of the replica's sequences.
+    tokens = kv_tokens_per_replica(math.ceil(batch / cfg.adp), ctx.workload, a)
     weight = {k: layer_weight_bytes_per_gpu(a, k, cfg) if k in kinds else 0.0 for k in KINDS}
     kv = {k: tokens * kv_bytes_per_token_layer(a, cfg.kv_cache, cfg.tp) if k in kinds else 0.0 for k in KINDS}
     costs = {k: layer_cost(ctx, k, cfg) if k in kinds else ZERO_COST for k in KINDS}
+    # A lone prompt is prefilled on one attention rank (the same as balanced without attention DP).
+    lone = costs if cfg.adp == 1 else {k: layer_cost(ctx, k, cfg, balanced=False) if k in kinds else ZERO_COST
+                                       for k in KINDS}
     context = micro * attended_context(a, ctx.decode_context_tokens)
     head = lm_head_cost(ctx, cfg)
     # Memory as the engine counts it (physics.engine_memory): every stage's forward peak and buffers;
@@ -165,7 +169,7 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
         weight_per_layer=weight,
         kv_per_layer=kv,
         dec_per_layer={k: costs[k].time_s(micro, context) if k in kinds else 0.0 for k in KINDS},
-        pf_lat_per_layer={k: prefill_latency_s(ctx, costs[k]) if k in kinds else 0.0 for k in KINDS},
+        pf_lat_per_layer={k: prefill_latency_s(ctx, lone[k]) if k in kinds else 0.0 for k in KINDS},
         pf_work_per_layer={k: prefill_work_s(ctx, costs[k], micro) if k in kinds else 0.0 for k in KINDS},
         mem_first=embedding_bytes_per_gpu(a, cfg.tp),
         mem_last=lm_head_bytes_per_gpu(a, cfg.tp, cfg.pp),
@@ -173,7 +177,7 @@ def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficien
         act_bytes=act,
         overhead_bytes=overhead,
         dec_last=head.time_s(micro),
-        pf_lat_last=head.time_s(1),
+        pf_lat_last=head.time_s(1) + head.per_token_s * (cfg.adp - 1),  # the sample on one rank
         pf_work_last=head.per_token_s,
         dec_const=ctx.eff.step_overhead_s,
         request_s=ctx.eff.request_overhead_s,
@@ -191,6 +195,7 @@ def kv_capacity_tokens(ctx: Context, cfg: Config, layers_per_stage: list[int] | 
 
     In tokens of a sequence's length: with sliding-window layers a sequence of the workload's length
     keeps less than its length in every layer, so the cache holds more sequence tokens than slots.
+    With attention data parallelism every rank holds its own cache: the replica holds ``adp`` times.
     """
     counts = stage_counts(ctx.arch.layer_kinds(), list(layers_per_stage))
     coef1 = stage_coefficients(ctx, cfg, 1)
@@ -204,7 +209,7 @@ def kv_capacity_tokens(ctx: Context, cfg: Config, layers_per_stage: list[int] | 
         per_token = kv_tok * sum(c.values())
         if per_token > 0:
             best = min(best, max(free, 0.0) / per_token * stretch)
-    return best
+    return best * cfg.adp
 
 
 def kv_cache_tokens(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...]) -> int:
@@ -232,7 +237,10 @@ def kv_cache_tokens(ctx: Context, cfg: Config, layers_per_stage: list[int] | tup
 
 
 def max_batch_that_fits(ctx: Context, cfg: Config, layers_per_stage: list[int]) -> int:
-    """Largest batch per replica whose KV cache fits every stage (0 when not even one sequence fits)."""
+    """Largest batch per replica whose KV cache fits every stage (0 when not even one sequence fits).
+
+    With attention data parallelism each of the ``adp`` ranks holds its own sequences.
+    """
     kinds = ctx.arch.layer_kinds()
     counts = stage_counts(kinds, layers_per_stage)
     coef1 = stage_coefficients(ctx, cfg, 1)
@@ -247,4 +255,4 @@ def max_batch_that_fits(ctx: Context, cfg: Config, layers_per_stage: list[int]) 
         if free < kv_tok * sum(c.values()) * kv_tokens_held(ctx.arch, ctx.workload.model_len):
             return 0
         best = min(best, free // per_seq if per_seq > 0 else math.inf)
-    return int(best) if best != math.inf else ctx.limits.max_num_seqs
+    return int(best) * cfg.adp if best != math.inf else ctx.limits.max_num_seqs

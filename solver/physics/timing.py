@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..input.catalog import Architecture
 from ..input.schema import LinkSpec
 from .efficiency import Efficiency
-from .layout import GB, Config, Context
+from .layout import GB, Config, Context, moe_tp
 from .memory import (
     kv_bytes_per_token_layer,
     layer_weight_bytes_per_gpu,
@@ -100,11 +100,19 @@ def allreduce_latency_s(ranks: int, link: LinkSpec, eff: Efficiency) -> float:
     return link.latency_us * 1e-6 * (1 + eff.allreduce_per_peer * (ranks - 1))
 
 
-def layer_cost(ctx: Context, kind: str, cfg: Config) -> LayerCost:
-    """Roofline cost of one decoder layer on one GPU of the TP group, with its communication."""
+def layer_cost(ctx: Context, kind: str, cfg: Config, balanced: bool = True) -> LayerCost:
+    """Roofline cost of one decoder layer on one GPU of the TP group, with its communication.
+
+    The step's ``tokens``, ``context`` and ``pairs`` are the replica's. With attention data
+    parallelism (``cfg.adp`` ranks) each attention rank processes its share of them
+    (``balanced``: 1/adp, the ranks' sequences spread evenly; otherwise all of them on one rank,
+    as a lone prompt's prefill runs), while the routed experts of the whole stage see every token:
+    attention, dense MLP and shared experts are charged per rank, expert GEMMs over ``tp x adp``.
+    """
     a, gpu, eff = ctx.arch, ctx.hw.gpu, ctx.eff
     lp = layer_params(a, kind)
     tp = cfg.tp
+    share = 1.0 / cfg.adp if balanced else 1.0  # of the replica's tokens on the busiest attention rank
     # An unsupported dtype (rejected by the weights_supported rule) is costed at the 16-bit peak
     # so that a proposed strategy still gets a full report.
     peak = (peak_tflops(gpu, compute_dtype(gpu, cfg.weights)) or peak_tflops(gpu, "bf16")) * 1e12 * eff.compute
@@ -112,30 +120,48 @@ def layer_cost(ctx: Context, kind: str, cfg: Config) -> LayerCost:
     bw = gpu.hbm_TBps * 1e12 * eff.memory
     link_bw = ctx.hw.intra.bandwidth_GBps * GB * eff.link
     dense_params = (lp.attn_split + lp.mlp + lp.shared) / tp + lp.attn_replicated
-    expert_params_active = lp.expert * a.top_k / tp  # per token, balanced over the TP group
+    expert_params_active = lp.expert * a.top_k / cfg.moe_group  # per token, balanced over the stage's GPUs
     expert_bytes_all = routed_expert_bytes_per_gpu(a, kind, cfg)
     static_bytes = layer_weight_bytes_per_gpu(a, kind, cfg) - expert_bytes_all
     kv_layer = kv_bytes_per_token_layer(a, cfg.kv_cache, tp)
     # Query heads always split evenly over TP (a rule), so each rank does 1/tp of the attention.
     attn_dec = _attention_flops_per_token(a, 1.0, True) / tp / peak16
     attn_pf = _attention_flops_per_token(a, 1.0, False) / tp / peak16
-    per_token = 2 * dense_params / peak + kv_layer / bw
+    per_token = (2 * dense_params / peak + kv_layer / bw) * share
     if lp.experts:
         per_token += 2 * expert_params_active / (peak * eff.moe_compute)
     fixed = static_bytes / bw + eff.layer_overhead_s
     if tp > 1:
         # Two all-reduces per layer (after attention and after the MLP), ring bytes 2 (n-1)/n.
         fixed += 2 * allreduce_latency_s(tp, ctx.hw.intra, eff)
-        per_token += 2 * 2 * (tp - 1) / tp * a.hidden * ACT_BYTES / link_bw
-    if lp.experts and cfg.ep > 1:
-        # Dispatch and combine: each token's top_k activations, (n-1)/n of them to other ranks.
+        per_token += 2 * 2 * (tp - 1) / tp * a.hidden * ACT_BYTES / link_bw * share
+    if lp.experts and cfg.adp == 1 and cfg.ep > 1:
+        # Inside one TP group the tokens are on every rank already; EP exchanges among its ep
+        # groups: each token's top_k activations, (n-1)/n of them to other ranks, dispatch and combine.
         fixed += 2 * ctx.hw.intra.latency_us * 1e-6
         per_token += 2 * (cfg.ep - 1) / cfg.ep * a.top_k * a.hidden * ACT_BYTES / cfg.ep / link_bw
+    elif lp.experts and cfg.adp > 1:
+        # With attention DP the stage's n = tp x adp GPUs exchange tokens for the experts, across
+        # nodes when n is larger than a node. EP (ep groups of whole experts): dispatch and combine
+        # all-to-all, each GPU sends its n-th of the tokens' top_k activations, (ep-1)/ep of them
+        # away. MoE-TP (moe_tp ranks split each expert): every rank of a group needs all the tokens
+        # routed to the group, an all-gather and a reduce-scatter of min(top_k, ep) / ep of the
+        # replica's tokens. Pure TP over n GPUs moves n / top_k times the bytes of pure EP.
+        n, ep, mtp = cfg.moe_group, cfg.ep, moe_tp(cfg)
+        link = ctx.hw.intra if n <= ctx.hw.gpus_per_node else ctx.hw.inter
+        bw_link = link.bandwidth_GBps * GB * eff.link
+        fixed += 2 * link.latency_us * 1e-6
+        moved = 0.0
+        if ep > 1:
+            moved += 2 * a.top_k / n * (ep - 1) / ep
+        if mtp > 1:
+            moved += 2 * min(a.top_k, ep) / ep * (mtp - 1) / mtp
+        per_token += moved * a.hidden * ACT_BYTES / bw_link
     return LayerCost(
         fixed_s=fixed,
         per_token_s=per_token,
-        per_context_s=kv_layer / bw + attn_dec,
-        per_pair_s=attn_pf,
+        per_context_s=(kv_layer / bw + attn_dec) * share,
+        per_pair_s=attn_pf * share,
         experts_s=expert_bytes_all / bw if lp.experts else 0.0,
         top_k=a.top_k if lp.experts else 0,
         experts=lp.experts,
@@ -149,8 +175,9 @@ def lm_head_cost(ctx: Context, cfg: Config) -> LayerCost:
     bw = ctx.hw.gpu.hbm_TBps * 1e12 * eff.memory
     nbytes = a.vocab * a.hidden * 2.0 / cfg.tp
     # Logits in FP32 are written and read back by the sampler (vocab / tp per rank, gathered); the
-    # engine then processes each generated token (detokenise, stream, bookkeeping) on its CPU.
-    per_token = 2 * a.vocab * a.hidden / cfg.tp / peak16 + a.vocab * 4.0 * 2 / bw + eff.token_overhead_s
+    # engine then processes each generated token (detokenise, stream, bookkeeping) on its CPU. Each
+    # attention-DP rank samples its own sequences.
+    per_token = (2 * a.vocab * a.hidden / cfg.tp / peak16 + a.vocab * 4.0 * 2 / bw + eff.token_overhead_s) / cfg.adp
     return LayerCost(fixed_s=nbytes / bw, per_token_s=per_token, per_context_s=0.0, per_pair_s=0.0)
 
 

@@ -52,13 +52,17 @@ def gpu_map(problem: Problem, ev: Evaluation) -> list[dict[str, Any]]:
     a = problem.arch
     gpn = problem.ctx.hw.gpus_per_node
     out = []
+    group_size = cfg.moe_group
     for r in range(cfg.dp):
         for s in range(cfg.pp):
-            for t in range(cfg.tp):
-                gid = gpu_index(cfg, r, s, t)
-                entry: dict[str, Any] = {"id": gid, "node": gid // gpn, "stage": s, "tp_rank": t, "dp_rank": r}
+            for g in range(group_size):
+                gid = gpu_index(cfg, r, s, g)
+                entry: dict[str, Any] = {"id": gid, "node": gid // gpn, "stage": s, "tp_rank": g % cfg.tp,
+                                         "dp_rank": r}
+                if cfg.adp > 1:
+                    entry["attention_dp_rank"] = g // cfg.tp
                 if a.is_moe:
-                    group = t // (cfg.tp // cfg.ep) if cfg.tp % cfg.ep == 0 else 0
+                    group = g // (group_size // cfg.ep) if group_size % cfg.ep == 0 else 0
                     per = a.experts // cfg.ep if cfg.ep else a.experts
                     entry["ep_rank"] = group
                     entry["experts"] = [group * per, group * per + per - 1]
@@ -86,7 +90,7 @@ def evaluation_json(problem: Problem, ev: Evaluation) -> dict[str, Any]:
         "strategy": ev.strategy(),
         "stages": [
             {"index": st.index, "layers": list(st.layers),
-             "gpus": [gpu_index(p.cfg, 0, st.index, t) for t in range(p.cfg.tp)],
+             "gpus": [gpu_index(p.cfg, 0, st.index, t) for t in range(p.cfg.moe_group)],
              "memory_GiB": {k: round(v, 3) for k, v in st.memory_GiB.items()},
              "decode_ms": round(st.decode_ms, 4), "prefill_ms": round(st.prefill_ms, 4)}
             for st in ev.stages

@@ -55,7 +55,8 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
         st = doc["strategy"]
         m = doc["metrics"]
         out.append(h("Strategy"))
-        out.append(f"  tp={st['tp']} pp={st['pp']} dp={st['dp']} ep={st['ep']}  weights {st['weights']}  "
+        adp = f" attention_dp={st['attention_dp']}" if st.get("attention_dp", 1) > 1 else ""
+        out.append(f"  tp={st['tp']} pp={st['pp']} dp={st['dp']}{adp} ep={st['ep']}  weights {st['weights']}  "
                    f"kv_cache {st['kv_cache']}  max_num_seqs {st['max_num_seqs']} per replica  "
                    f"({m['gpus_used']} of {doc['cluster_gpus']} GPUs)")
         out.append(h("Stages (memory per GPU, GiB)"))
@@ -87,8 +88,10 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
             ["max request rate", f"{m['max_request_rate']:.2f} req/s"],
             ["max concurrency", f"{m['max_concurrency']} sequences (max_num_seqs x dp; the KV cache holds "
                                 f"{m['kv_capacity_sequences']} within the engine cap)"],
-            *([["KV cache", f"{m['kv_cache_tokens']:,} tokens per replica (the engine's start-up figure, vLLM "
-                            "\"GPU KV cache size\")"]] if m.get("kv_cache_tokens") is not None else []),
+            *([["KV cache", f"{m['kv_cache_tokens']:,} tokens per "
+                            f"{'attention-DP rank' if st.get('attention_dp', 1) > 1 else 'replica'} (the engine's "
+                            "start-up figure, vLLM \"GPU KV cache size\")"]] if m.get("kv_cache_tokens") is not None
+              else []),
             *_cost_rows(doc),
         ], md)
         sim = doc.get("simulated")

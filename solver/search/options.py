@@ -20,7 +20,10 @@ from ..physics import (
     KINDS,
     Config,
     StageCoefficients,
+    attention_dp_packs,
+    fp8_blocks_whole,
     kv_dtype_supported,
+    replica_seq_cap,
     stage_coefficients,
     weight_dtype_supported,
 )
@@ -113,6 +116,8 @@ STATIC_RULES = (
     "heads_divisible",
     "experts_divisible",
     "ep_layout",
+    "attention_dp_layout",
+    "fp8_block_divisible",
     "pp_within_layers",
     "weights_allowed",
     "kv_cache_allowed",
@@ -162,7 +167,7 @@ class Option:
     def rank_key(self) -> tuple:
         """Canonical order for tie-breaks: fewer GPUs, smaller TP, PP, DP, EP, wider precision, larger batch."""
         c = self.cfg
-        return (c.gpus, c.tp, c.pp, c.dp, c.ep, WEIGHT_DTYPES.index(c.weights), KV_DTYPES.index(c.kv_cache),
+        return (c.gpus, c.tp, c.pp, c.dp, c.ep, c.adp, WEIGHT_DTYPES.index(c.weights), KV_DTYPES.index(c.kv_cache),
                 -self.batch)
 
 
@@ -194,8 +199,13 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
         out.append("heads_divisible")
     if a.is_moe and a.experts % cfg.ep:
         out.append("experts_divisible")
-    if not engine(problem.search.engine).ep_layout_ok(a.is_moe, cfg.tp, cfg.ep):
+    eng = engine(problem.search.engine)
+    if not eng.ep_layout_ok(a.is_moe, cfg.moe_group, cfg.ep):
         out.append("ep_layout")
+    if cfg.adp > 1 and not (eng.attention_dp_ok(a.is_moe, cfg.tp, cfg.adp) and attention_dp_packs(cfg, hw.gpus_per_node)):
+        out.append("attention_dp_layout")
+    if not fp8_blocks_whole(a, cfg):
+        out.append("fp8_block_divisible")
     if cfg.pp > a.layers:
         out.append("pp_within_layers")
     if cfg.weights not in inst.precision.weights:
@@ -206,7 +216,7 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
         out.append("weights_supported")
     if not kv_dtype_supported(hw.gpu, cfg.kv_cache):
         out.append("kv_cache_supported")
-    cap = problem.instance.limits.max_num_seqs
+    cap = replica_seq_cap(problem.instance.limits.max_num_seqs, cfg)
     rate_pin = problem.instance.workload.mode == "request_rate" and problem.pins.max_num_seqs is not None
     if batch is not None and (batch > cap or (rate_pin and problem.pins.max_num_seqs > cap)):
         # At a rate a pinned max_num_seqs is the engine's cap itself: above the limit, the pin and
@@ -217,6 +227,8 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
         pinned = getattr(pins, key)
         if pinned is not None and getattr(cfg, key) != pinned:
             out.append(f"pin.{key}")
+    if pins.attention_dp is not None and cfg.adp != pins.attention_dp:
+        out.append("pin.attention_dp")
     if pins.layers_per_stage is not None and len(pins.layers_per_stage) != cfg.pp:
         out.append("pin.layers_per_stage")
     if batch is not None and pins.max_num_seqs is not None:
@@ -233,7 +245,7 @@ def batch_levels(problem: Problem, cfg: Config, include_illegal: bool = False) -
     A pinned batch is the only level of a solve; a diagnosis keeps the free levels too (they break
     the pin), so that dropping the pin can be told apart from raising the engine's cap.
     """
-    wl, cap = problem.instance.workload, problem.instance.limits.max_num_seqs
+    wl, cap = problem.instance.workload, replica_seq_cap(problem.instance.limits.max_num_seqs, cfg)
     pinned = problem.pins.max_num_seqs
     if wl.mode == "concurrency":
         free = [math.ceil(wl.concurrency / cfg.dp)]
@@ -278,13 +290,14 @@ def configs(problem: Problem, include_illegal: bool, only_gpus: int | None = Non
         for pp in s.pp:
             for dp in s.dp:
                 for ep in s.ep:
-                    for w in weights:
-                        for kv in kvs:
-                            cfg = Config(tp, pp, dp, ep, w, kv)
-                            if only_gpus is not None and cfg.gpus != only_gpus:
-                                continue
-                            if include_illegal or not static_violations(problem, cfg):
-                                out.append(cfg)
+                    for adp in s.attention_dp:
+                        for w in weights:
+                            for kv in kvs:
+                                cfg = Config(tp, pp, dp, ep, w, kv, adp)
+                                if only_gpus is not None and cfg.gpus != only_gpus:
+                                    continue
+                                if include_illegal or not static_violations(problem, cfg):
+                                    out.append(cfg)
     return out
 
 
@@ -336,7 +349,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
     shared: dict[tuple, StageCoefficients] = problem.coefficient_cache
 
     def coefficients(cfg: Config, batch: int) -> StageCoefficients:
-        key = (cfg.tp, cfg.pp, cfg.ep, cfg.weights, cfg.kv_cache, batch)
+        key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)
         if key not in shared:
             shared[key] = stage_coefficients(problem.ctx, cfg, batch)
         return shared[key]
@@ -358,7 +371,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
             # coefficients depends on dp (build_int_stages' z scale has dp in both terms).
             coef = coefficients(cfg, batch)
             if not include_illegal:
-                fkey = (cfg.tp, cfg.pp, cfg.ep, cfg.weights, cfg.kv_cache, batch)  # dp-independent
+                fkey = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)  # dp-independent
                 if fkey not in fits:
                     fits[fkey] = _fits_somewhere(problem, coef)
                 if not fits[fkey]:
@@ -415,7 +428,7 @@ def with_units(problem: Problem, options: list[Option], optimistic: bool | None 
     for opt in options:
         opt.units = units
         c = opt.cfg
-        key = (c.tp, c.pp, c.ep, c.weights, c.kv_cache, opt.batch)  # the tables are dp-independent too
+        key = (c.tp, c.pp, c.ep, c.adp, c.weights, c.kv_cache, opt.batch)  # the tables are dp-independent too
         if key not in tables:
             tables[key] = build_int_stages(problem, opt.coef, units)
         opt.stages, opt.ttft_const_t = tables[key]

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..physics import (
     max_batch_that_fits,
+    replica_seq_cap,
     serving_metrics,
     stage_coefficients,
     stage_counts,
@@ -54,7 +55,7 @@ def _engine_cap(problem: Problem, placement: Any) -> int:
     if problem.pins.max_num_seqs is not None:
         return max(batch, problem.pins.max_num_seqs)
     fit = max_batch_that_fits(problem.ctx, placement.cfg, layers) if sum(layers) == problem.arch.layers else batch
-    return max(batch, min(fit, problem.instance.limits.max_num_seqs))
+    return max(batch, min(fit, replica_seq_cap(problem.instance.limits.max_num_seqs, placement.cfg)))
 
 
 def capacity_request_rate(problem: Problem, placement: Any, max_num_seqs: int | None = None) -> float:

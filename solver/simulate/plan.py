@@ -60,7 +60,8 @@ def plan_scheduler(problem: Problem, cfg: Config, layers_per_stage: tuple[int, .
     return Scheduler(
         policy=eng.SCHEDULER_POLICY,
         max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=problem.instance.limits.max_num_batched_tokens,
+        # Every attention-DP rank schedules its own step of max_num_batched_tokens.
+        max_num_batched_tokens=problem.instance.limits.max_num_batched_tokens * cfg.adp,
         kv_capacity_tokens=kv_capacity_tokens(problem.ctx, cfg, layers_per_stage),
         admission_delay_s=problem.ctx.eff.request_overhead_s,
     )

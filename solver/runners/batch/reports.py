@@ -26,7 +26,8 @@ def _strategy_text(row: dict[str, Any]) -> str:
         # Rule families (mem_cap[stage=2] -> mem_cap) keep the column narrow; the report has all.
         families = list(dict.fromkeys(r.split("[")[0] for r in row.get("conflict_rules") or []))
         return f"conflict: {', '.join(families)}" if families else "-"
-    return f"tp{st['tp']} pp{st['pp']} dp{st['dp']} ep{st['ep']} {st['weights']}/{st['kv_cache']}"
+    adp = f" adp{st['attention_dp']}" if st.get("attention_dp", 1) > 1 else ""
+    return f"tp{st['tp']} pp{st['pp']} dp{st['dp']}{adp} ep{st['ep']} {st['weights']}/{st['kv_cache']}"
 
 
 def _num(value: Any, fmt: str = ",.1f") -> str:

@@ -22,12 +22,12 @@ FRONTIER_TEXT = {
     "gpus_vs_rate": "fewest GPUs against highest request rate",
 }
 CSV_RESULT_COLUMNS = (
-    "status", "gpu", "strategy", "tp", "pp", "dp", "ep", "weights", "kv_cache", "max_num_seqs", "gpus_used",
+    "status", "gpu", "strategy", "tp", "pp", "dp", "ep", "attention_dp", "weights", "kv_cache", "max_num_seqs", "gpus_used",
     "cost_per_hour_usd", "cost_per_million_output_tokens_usd", "ttft_ms", "ttft_p99_ms", "tpot_ms",
     "tpot_p99_ms", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "request_rate", "objective",
     "objective_unit", "solve_s", "pareto", "error",
 )
-_STRATEGY_FIELDS = ("tp", "pp", "dp", "ep", "weights", "kv_cache", "max_num_seqs")
+_STRATEGY_FIELDS = ("tp", "pp", "dp", "ep", "attention_dp", "weights", "kv_cache", "max_num_seqs")
 
 
 def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -42,7 +42,8 @@ def strategy_text(strategy: dict[str, Any] | None) -> str:
     """``tp4 pp1 dp2 ep1 fp8/fp8`` (degrees, then weight / KV-cache precision); ``-`` without a plan."""
     if not strategy:
         return "-"
-    return (f"tp{strategy.get('tp')} pp{strategy.get('pp')} dp{strategy.get('dp')} ep{strategy.get('ep')} "
+    adp = f" adp{strategy['attention_dp']}" if (strategy.get("attention_dp") or 1) > 1 else ""
+    return (f"tp{strategy.get('tp')} pp{strategy.get('pp')} dp{strategy.get('dp')}{adp} ep{strategy.get('ep')} "
             f"{strategy.get('weights')}/{strategy.get('kv_cache')}")
 
 

@@ -1,0 +1,159 @@
+"""Attention data parallelism with expert parallelism: memory, time, rules, planner choice, launch flags."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from solver.api import load_instance
+from solver.physics import Config, kv_capacity_tokens, stage_coefficients
+from solver.physics.memory import layer_weight_bytes_per_gpu, routed_expert_bytes_per_gpu
+from solver.physics.timing import layer_cost
+from solver.search.options import static_violations
+from tests.conftest import INSTANCES, run_cli, run_json
+
+DSV3 = INSTANCES / "deepseekv3_8_h200_offline.json"
+DENSE = INSTANCES / "llama70b_h100.json"
+
+
+def _dsv3(write_instance, engine: str = "vllm", **changes) -> str:
+    data = json.loads(DSV3.read_text())
+    data.pop("expect")
+    data.setdefault("search", {})["engine"] = engine
+    data.update(changes)
+    return write_instance(data, f"dsv3_{engine}.json")
+
+
+# --- physics ----------------------------------------------------------------------------------------
+
+
+def test_experts_split_over_all_ranks_attention_replicated_and_latent_cache_not():
+    problem = load_instance(DSV3)
+    a, ctx = problem.arch, problem.ctx
+    tp8 = Config(8, 1, 1, 1, "fp8", "fp8")
+    adp8 = Config(1, 1, 1, 8, "fp8", "fp8", adp=8)
+    # Routed experts: 1/8 of them per GPU either way.
+    assert routed_expert_bytes_per_gpu(a, "moe", adp8) == pytest.approx(routed_expert_bytes_per_gpu(a, "moe", tp8))
+    # Attention is whole on every attention rank (TP 1), a TP-8 shard otherwise.
+    assert layer_weight_bytes_per_gpu(a, "moe", adp8) > layer_weight_bytes_per_gpu(a, "moe", tp8)
+    # MLA's latent cache is replicated over TP: eight attention ranks hold about eight times the tokens
+    # (less the extra attention weights they keep).
+    cap_tp, cap_adp = kv_capacity_tokens(ctx, tp8, (a.layers,)), kv_capacity_tokens(ctx, adp8, (a.layers,))
+    assert 4 * cap_tp < cap_adp < 8 * cap_tp
+    # A rank holds the KV of its share of the replica's sequences.
+    c_tp, c_adp = stage_coefficients(ctx, tp8, 64), stage_coefficients(ctx, adp8, 64)
+    assert c_adp.kv_per_layer["moe"] == pytest.approx(c_tp.kv_per_layer["moe"] / 8)
+
+
+def test_attention_is_charged_per_rank_experts_over_the_whole_stage():
+    problem = load_instance(DSV3)
+    ctx = problem.ctx
+    one = Config(1, 1, 1, 1, "fp8", "fp8")
+    adp8 = Config(1, 1, 1, 8, "fp8", "fp8", adp=8)
+    bal, lone = layer_cost(ctx, "moe", adp8), layer_cost(ctx, "moe", adp8, balanced=False)
+    # Per key of context and per prefill pair: 1/8 on the busiest rank when the sequences spread.
+    assert bal.per_context_s == pytest.approx(lone.per_context_s / 8)
+    assert bal.per_pair_s == pytest.approx(lone.per_pair_s / 8)
+    assert lone.per_context_s == pytest.approx(layer_cost(ctx, "moe", one).per_context_s)
+    # The experts' bytes per GPU are an eighth of a single GPU's; dispatch and combine add a latency.
+    assert bal.experts_s == pytest.approx(layer_cost(ctx, "moe", one).experts_s / 8)
+    assert bal.fixed_s > 0 and lone.per_token_s > bal.per_token_s
+
+
+# --- rules ------------------------------------------------------------------------------------------
+
+
+def test_engine_rules_for_attention_dp_and_the_expert_group(write_instance):
+    vllm = load_instance(_dsv3(write_instance, "vllm"))
+    trt = load_instance(_dsv3(write_instance, "trtllm"))
+    # vLLM: EP spans the TP x DP group (ep is 1 or 8 with tp 2 x adp 4).
+    assert "ep_layout" in static_violations(vllm, Config(2, 1, 1, 4, "fp8", "fp8", adp=4))
+    assert not static_violations(vllm, Config(2, 1, 1, 8, "fp8", "fp8", adp=4))
+    # TensorRT-LLM: attention DP makes every rank an attention rank of its own (attention TP 1).
+    assert "attention_dp_layout" in static_violations(trt, Config(2, 1, 1, 8, "fp8", "fp8", adp=4))
+    assert not static_violations(trt, Config(1, 1, 1, 8, "fp8", "fp8", adp=8))
+    # A group larger than a node must fill whole nodes.
+    assert "attention_dp_layout" in static_violations(vllm, Config(3, 1, 1, 1, "fp8", "fp8", adp=4)) or \
+        "tp_within_node" in static_violations(vllm, Config(3, 1, 1, 1, "fp8", "fp8", adp=4))
+
+
+def test_a_proof_cites_the_attention_dp_rule(write_instance):
+    code, doc = run_json(_dsv3(write_instance, "trtllm"), "--strategy", "tp=2,attention_dp=4,ep=8")
+    assert code == 1
+    failed = {r["rule"] for r in doc["requirements"] if not r["passed"]}
+    assert "attention_dp_layout" in failed
+    rules = {r for c in doc["proof"]["conflicts"] for r in c["rules"]} if "conflicts" in doc["proof"] else set()
+    assert not rules or "attention_dp_layout" in rules or "pin.tp" in rules
+
+
+def test_dense_model_refuses_attention_dp(write_instance):
+    data = json.loads(DENSE.read_text())
+    data.pop("expect")
+    data["search"] = {"attention_dp": [1, 2]}
+    code, out, err = run_cli(write_instance(data))
+    assert code == 2 and "search.attention_dp" in err and "dense" in err
+    code, out, err = run_cli(str(DENSE), "--strategy", "attention_dp=2")
+    assert code == 2 and "attention_dp" in err
+
+
+# --- the planner and the launch flags -------------------------------------------------------------
+
+
+def test_planner_chooses_attention_dp_for_deepseek_and_it_beats_tp8():
+    code, doc = run_json(str(DSV3))
+    assert code == 0
+    st = doc["strategy"]
+    assert st["attention_dp"] == 8 and st["tp"] == 1
+    best = doc["metrics"]["output_tokens_per_s_per_gpu"]
+    code, tp8 = run_json(str(DSV3), "--strategy", "tp=8,attention_dp=1")
+    assert code == 0 and tp8["metrics"]["output_tokens_per_s_per_gpu"] < best
+
+
+@pytest.mark.parametrize("engine, needles", [
+    ("vllm", ["--data-parallel-size 8", "--enable-expert-parallel", "--tensor-parallel-size 1"]),
+    ("sglang", ["--tp-size 8", "--dp-size 8", "--enable-dp-attention", "--ep-size 8"]),
+    ("trtllm", ["--tp_size 8", "--ep_size 8", "enable_attention_dp: true"]),
+])
+def test_strategy_accepts_attention_dp_and_ep_and_launches_it(write_instance, engine, needles):
+    code, doc = run_json(_dsv3(write_instance, engine), "--strategy", "attention_dp=8,ep=8")
+    assert code == 0, doc.get("proof")
+    assert doc["strategy"]["attention_dp"] == 8 and doc["strategy"]["ep"] == 8 and doc["strategy"]["tp"] == 1
+    launch = doc["launch"]
+    text = launch[engine] + "\n" + (launch.get("trtllm_extra_llm_api_options") or "")
+    for needle in needles:
+        assert needle in text, (needle, text)
+
+
+def _qwen3_fp8(write_instance, tmp_path) -> str:
+    """Qwen3-235B-A22B-FP8: the catalog card's config with the block-FP8 quantization_config."""
+    card = json.loads((INSTANCES.parent / "models" / "llm" / "qwen3-235b-a22b.json").read_text())
+    cfg = dict(card["config"], quantization_config={"quant_method": "fp8", "fmt": "e4m3",
+                                                     "activation_scheme": "dynamic", "weight_block_size": [128, 128]})
+    path = tmp_path / "qwen3_fp8_config.json"
+    path.write_text(json.dumps(cfg))
+    data = json.loads((INSTANCES / "qwen3_235b_8_h100.json").read_text())
+    data.pop("expect")
+    data["model"] = {"hf_config": str(path), "name": "qwen3-235b-a22b-fp8"}
+    data["precision"] = {"weights": ["fp8"], "kv_cache": ["fp8"]}
+    return write_instance(data, "qwen3_fp8.json")
+
+
+def test_block_fp8_checkpoint_cannot_split_experts_eight_ways(write_instance, tmp_path):
+    inst = _qwen3_fp8(write_instance, tmp_path)
+    problem = load_instance(inst)
+    assert problem.arch.fp8_block == 128
+    # 1536 / 8 = 192 columns per shard: not whole 128-wide blocks; EP 8 keeps whole experts.
+    assert "fp8_block_divisible" in static_violations(problem, Config(8, 1, 1, 1, "fp8", "fp8"))
+    assert "fp8_block_divisible" not in static_violations(problem, Config(8, 1, 1, 8, "fp8", "fp8"))
+    assert "fp8_block_divisible" not in static_violations(problem, Config(4, 1, 2, 1, "fp8", "fp8"))  # 384
+    code, doc = run_json(inst, "--strategy", "tp=8,ep=1")
+    assert code == 1
+    failed = [r for r in doc["requirements"] if not r["passed"]]
+    assert [r["rule"] for r in failed] == ["fp8_block_divisible"]
+    assert "1536" in failed[0]["statement"] and "128" in failed[0]["statement"]
+    # The planner never picks a layout that breaks the rule.
+    code, doc = run_json(inst)
+    assert code == 0
+    st = doc["strategy"]
+    assert 1536 // (st["tp"] * st["attention_dp"] // st["ep"]) % 128 == 0
