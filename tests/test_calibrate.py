@@ -122,3 +122,53 @@ def test_calibrate_needs_a_deployment_and_known_factors(tmp_path):
     bad_csv.write_text("id,backend\nx,vllm\n")
     code, _, stderr = run_cli("calibrate", str(bad_csv))
     assert code == 2 and "line 1" in stderr and "missing columns" in stderr
+
+
+def _write_rows(tmp_path, rows, name="rows.csv"):
+    path = tmp_path / name
+    cols = [*COLUMNS, "backend_version"]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in cols})
+    return path
+
+
+def _row(i, **over):
+    base = {"id": f"r{i}", "backend": "trtllm", "model_path": "Qwen/Qwen3-32B", "system": "h100_sxm",
+            "precision": "fp8", "mode": "agg", "isl": 1024, "osl": 128, "gemm_quant_mode": "fp8", "batch_size": 8,
+            "tp_size": 2, "pp_size": 1, "attention_dp_size": 1, "moe_tp_size": 2, "moe_ep_size": 1,
+            "silicon_data_source": "source_file=sweep.csv; x", "silicon_ttft_ms": 100, "silicon_tpot_ms": 10}
+    return {**base, **over}
+
+
+def test_rows_take_their_release_or_their_sweeps_and_set_the_front_end(tmp_path):
+    rows = [_row(1, backend_version="1.2.0rc6.post3"), _row(2, backend_version="1.2.0rc6.post3"),
+            _row(3, backend_version="1.0.0rc3", silicon_data_source="source_file=old.csv"),
+            _row(4), _row(5, backend_version="nightly-dev"),
+            # A disaggregated row of the same sweep carries its orchestrator's version: not counted.
+            _row(6, mode="disagg", backend_version="0.8.1.post2"), _row(7, mode="disagg", backend_version="0.8.1")]
+    ms, skipped = read_latency_csv(_write_rows(tmp_path, rows))
+    got = {m.id: m.deployment.engine_version for m in ms}
+    assert got == {"r1": "1.2.0rc6", "r2": "1.2.0rc6", "r3": "1.0.0rc3", "r4": "1.2.0rc6", "r5": "1.2.0rc6"}
+    assert {i for i, _ in skipped} == {"r6", "r7"}
+    # TensorRT-LLM's front end: 1.0 and 1.1+ differ (the rows of each release say so).
+    overhead = {m.id: resolve(m).problem.ctx.eff.request_overhead_s for m in ms}
+    assert overhead["r3"] == pytest.approx(0.1351) and overhead["r1"] == pytest.approx(0.040)
+
+
+def test_sglang_rows_are_fixed_length_attention_dp_rows_are_covered(tmp_path):
+    rows = [_row(1, backend="sglang", backend_version="0.5.9"), _row(2, backend="vllm", backend_version="0.12.0"),
+            _row(3, model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", tp_size=1, attention_dp_size=8,
+                 moe_tp_size=1, moe_ep_size=8, batch_size=16, backend_version="1.2.0rc6")]
+    ms, skipped = read_latency_csv(_write_rows(tmp_path, rows))
+    by = {m.id: m for m in ms}
+    assert not skipped
+    assert by["r1"].range_ratio == 1.0 and by["r2"].range_ratio == 0.8
+    dep = by["r3"].deployment
+    assert (dep.tp, dep.adp, dep.ep) == (1, 8, 8) and by["r3"].concurrency == 16 * 8  # batch_size is per rank
+    case = resolve(by["r3"])
+    assert case.cfg.gpus == 8 and case.scheduler.max_num_batched_tokens == 8 * 8192
+    p = predict(case)
+    assert p.ttft_ms > 0 and p.tpot_ms > 0

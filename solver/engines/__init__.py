@@ -5,8 +5,9 @@ onto the TP group), the defaults its benchmarks run with, and how each release c
 (``DEFAULT_VERSION``, ``memory_conventions(version)``: :class:`solver.physics.MemoryConventions`). This package imports only
 :mod:`solver.input` and :mod:`solver.physics`; the report builds a :class:`LaunchInput` from a plan
 and asks here for the commands. Adding an engine: a module with ``NAME``, ``ep_layout_ok``,
-``EP_LAYOUT_RULE``, ``DEFAULT_VERSION``, ``memory_conventions`` (and ``launch`` when it can be
-launched), listed in ``ENGINES``.
+``EP_LAYOUT_RULE``, ``attention_dp_ok``, ``ATTENTION_DP_RULE``, ``DEFAULT_VERSION``,
+``memory_conventions``, ``request_overhead_ms`` (and ``launch`` when it can be launched), listed
+in ``ENGINES``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ under the exact physics (or, without an incumbent, none at all).
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -153,7 +153,7 @@ def _objective_cut(problem: Problem, placement: Placement, quantity: str) -> Fac
 
 def optimistic_copies(problem: Problem, options: list[Option]) -> list[Option]:
     """Copies of ``options`` with optimistic tables, less those no split can make feasible even so."""
-    copies = with_units(problem, [dataclasses.replace(o) for o in options], optimistic=True)
+    copies = with_units(problem, [copy.copy(o) for o in options], optimistic=True)
     return [o for o in copies if not o.bound_violations and not o.memory_sum_exceeds]
 
 

@@ -188,11 +188,38 @@ def violated_under(violations, enforced) -> bool:
 
 
 def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -> list[str]:
-    """The static rules ``cfg`` breaks (pins included as ``pin.<field>``)."""
+    """The static rules ``cfg`` breaks (pins included as ``pin.<field>``), in a fixed order.
+
+    Only the GPU count and a pinned dp depend on the replicas; the rest is computed once per
+    replica shape and batch (large clusters enumerate thousands of dp values per shape).
+    """
+    key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)
+    cache = problem.coefficient_cache.setdefault("static_violations", {})
+    shape = cache.get(key)
+    if shape is None:
+        shape = cache[key] = _shape_violations(problem, cfg, batch)
+    over = cfg.gpus > problem.ctx.hw.total_gpus
+    dp_pin = problem.pins.dp
+    if not over and (dp_pin is None or cfg.dp == dp_pin):
+        return list(shape)
+    out = ["gpu_count"] if over else []
+    out += shape
+    if dp_pin is not None and cfg.dp != dp_pin:
+        # pin.dp keeps its place among the pins (tp, pp, dp, ep, ...).
+        i = next((j for j, v in enumerate(out) if v in _PINS_AFTER_DP), len(out))
+        out.insert(i, "pin.dp")
+    return out
+
+
+# The pins after pin.dp in static_violations' order.
+_PINS_AFTER_DP = ("pin.ep", "pin.weights", "pin.kv_cache", "pin.attention_dp", "pin.layers_per_stage",
+                  "pin.max_num_seqs")
+
+
+def _shape_violations(problem: Problem, cfg: Config, batch: int | None) -> list[str]:
+    """static_violations without the GPU count and the dp pin: what one replica's shape breaks."""
     a, hw, inst = problem.arch, problem.ctx.hw, problem.instance
     out = []
-    if cfg.gpus > hw.total_gpus:
-        out.append("gpu_count")
     if cfg.tp > hw.gpus_per_node or hw.gpus_per_node % cfg.tp:
         out.append("tp_within_node")
     if a.heads % cfg.tp or (not a.is_mla and a.kv_heads % cfg.tp and cfg.tp % a.kv_heads):
@@ -223,7 +250,7 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
         # the limit break only together.
         out.append("batch_cap" if batch > cap else f"batch_cap{JOINT}pin.max_num_seqs")
     pins = problem.pins
-    for key in ("tp", "pp", "dp", "ep", "weights", "kv_cache"):
+    for key in ("tp", "pp", "ep", "weights", "kv_cache"):
         pinned = getattr(pins, key)
         if pinned is not None and getattr(cfg, key) != pinned:
             out.append(f"pin.{key}")
@@ -395,13 +422,19 @@ def _levels_that_can_carry(problem: Problem, cfg: Config, levels: list[int], coe
     n = {k: kinds.count(k) for k in KINDS}
     wl = problem.instance.workload
     out_tok = wl.output_tokens
+    # A replica's best-case cycle per level does not depend on dp: computed once per shape and level.
+    cycles = problem.coefficient_cache.setdefault("balanced_cycle", {})
 
     def may_carry(b: int) -> bool:
-        c = coefficients(cfg, b)
-        pp = cfg.pp
-        total = sum((b * c.pf_work_per_layer[k] + out_tok * pp * c.dec_per_layer[k]) * n[k] for k in KINDS)
-        total += b * c.pf_work_last + out_tok * pp * (c.dec_last + pp * c.dec_const)
-        return cfg.dp * b * pp / total >= wl.request_rate * (1 - VERIFY_TOLERANCE)
+        key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, b)
+        total = cycles.get(key)
+        if total is None:
+            c = coefficients(cfg, b)
+            pp = cfg.pp
+            total = sum((b * c.pf_work_per_layer[k] + out_tok * pp * c.dec_per_layer[k]) * n[k] for k in KINDS)
+            total += b * c.pf_work_last + out_tok * pp * (c.dec_last + pp * c.dec_const)
+            cycles[key] = total
+        return cfg.dp * b * cfg.pp / total >= wl.request_rate * (1 - VERIFY_TOLERANCE)
 
     lo, hi = 0, len(levels)
     while lo < hi:

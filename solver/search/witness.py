@@ -14,8 +14,8 @@ from .objectives import objective_chain
 from .options import Option, capacity_MiB, cycle_bounds, stage_table, ttft_limit
 
 
-def split_values(problem: Problem, o: Option, split: list[int], rules: frozenset[str] | None = None
-                 ) -> list[dict[str, int]] | None:
+def split_values(problem: Problem, o: Option, split: list[int], rules: frozenset[str] | None = None,
+                 evaluated: dict | None = None) -> list[dict[str, int]] | None:
     """The integer stage values of ``o`` on ``split`` when they meet every rule (of ``rules``), else None.
 
     The one place outside CP-SAT where the dynamic rules are checked on the integer tables (the
@@ -26,7 +26,14 @@ def split_values(problem: Problem, o: Option, split: list[int], rules: frozenset
     counts = stage_counts(problem.arch.layer_kinds(), split)
     if any(enforce(f.rule) and f.broken_by(split, counts) for f in facts_for(problem.learned, o.cfg, o.batch)):
         return None  # the exact physics already rejected this split
-    vals = evaluate_int(o, counts)
+    if evaluated is None:
+        vals = evaluate_int(o, counts)
+    else:
+        # Replicas of one shape share their tables (the same objects): evaluate them once.
+        key = (id(o.stages), tuple(split))
+        vals = evaluated.get(key)
+        if vals is None:
+            vals = evaluated[key] = evaluate_int(o, counts)
     cap = capacity_MiB(problem, o.units)
     if any(v["mem"] > cap for s, v in enumerate(vals) if enforce(f"mem_cap[stage={s}]")):
         return None
@@ -46,6 +53,7 @@ def best_even_split(problem: Problem, options: list[Option]) -> tuple[Option, li
     """
     obj_name = objective_chain(problem)[0]
     best = None
+    evaluated: dict = {}
     for o in options:
         if problem.pins.layers_per_stage is not None:
             split = list(problem.pins.layers_per_stage)
@@ -53,7 +61,7 @@ def best_even_split(problem: Problem, options: list[Option]) -> tuple[Option, li
                 continue
         else:
             split = even_split(problem.arch.layers, o.cfg.pp)
-        vals = split_values(problem, o, split)
+        vals = split_values(problem, o, split, evaluated=evaluated)
         if vals is None:
             continue
         score = o.cfg.gpus if obj_name == "gpus" else max(v[obj_name] for v in vals)
