@@ -164,8 +164,7 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
                                cfg.adp, cfg.tp, "ranks", ok))
     if a.fp8_block and a.checkpoint_dtype == "fp8" and cfg.weights == "fp8":
         parts = f"moe_intermediate {a.moe_intermediate} / moe_tp {moe_tp(cfg)}" if a.is_moe else ""
-        dense = f"intermediate {a.intermediate} / tp {cfg.tp}" if a.intermediate and not (
-            a.is_moe and all(a.moe_layers)) else ""
+        dense = f"intermediate {a.intermediate} / tp {cfg.tp}" if a.intermediate and "dense" in a.layer_kinds() else ""
         out.append(Requirement("fp8_block_divisible", f"block-FP8 checkpoint ({a.fp8_block} x {a.fp8_block} blocks): "
                                f"{' and '.join(x for x in (parts, dense) if x)} must be multiples of {a.fp8_block}",
                                moe_tp(cfg), a.fp8_block, "ranks", fp8_blocks_whole(a, cfg)))

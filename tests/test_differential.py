@@ -74,6 +74,9 @@ def small_instances(draw) -> dict:
     if moe:
         search["ep"] = [1, 2]
         search["engine"] = "sglang"
+        # Attention data parallelism (2 ranks sharing the experts) in half the MoE draws: every
+        # option and split is brute-forced, so the search space is kept small.
+        search["attention_dp"] = draw(st.sampled_from([[1], [1, 2]]))
     data = {
         "name": "random", "model": {"name": "rand-model", "config": config},
         "cluster": {"gpu": gpu, "gpus_per_node": per_node, "nodes": nodes},

@@ -64,7 +64,7 @@ def _static_statement(problem: Problem, rule: str) -> str:
                 f"{engine(problem.search.engine).ATTENTION_DP_RULE}; its tp x attention_dp GPUs divide a node of "
                 f"{hw.gpus_per_node} or fill whole nodes")
     if rule == "fp8_block_divisible":
-        dense = f" and intermediate {a.intermediate} / tp" if (not a.is_moe or not all(a.moe_layers)) else ""
+        dense = f" and intermediate {a.intermediate} / tp" if "dense" in a.layer_kinds() else ""
         return (f"the block-FP8 checkpoint's {a.fp8_block}-wide blocks must stay whole in every shard: "
                 f"moe_intermediate {a.moe_intermediate} / (tp x attention_dp / ep){dense} a multiple of {a.fp8_block}")
     if rule == "pp_within_layers":

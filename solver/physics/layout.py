@@ -173,5 +173,4 @@ def fp8_blocks_whole(a: Architecture, cfg: Config) -> bool:
         return True
     if a.is_moe and a.moe_intermediate and (a.moe_intermediate // moe_tp(cfg)) % b:
         return False
-    dense_layers = not a.is_moe or not all(a.moe_layers)
-    return not (dense_layers and a.intermediate and (a.intermediate // cfg.tp) % b)
+    return not ("dense" in a.layer_kinds() and a.intermediate and (a.intermediate // cfg.tp) % b)
