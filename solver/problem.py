@@ -15,9 +15,11 @@ from pydantic import ValidationError
 from .engines import engine
 from .input.catalog import Architecture, resolve_gpu, resolve_model
 from .input.errors import InputError, from_validation_error, load_json
+from .input.expert_loads import read_expert_loads
 from .input.schema import CostModelSpec, GpuCard, Instance, StrategyPins
 from .physics import Context, Hardware, driver_reserved_GiB, efficiency_for, param_counts
 from .physics.cost import Price
+from .physics.experts import contiguous_ep_imbalance
 
 # A card whose declared parameter count and architecture disagree by more than this is rejected:
 # the difference means a wrong field (hidden size, layers, experts), not rounding.
@@ -243,6 +245,10 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     _check_consistency(inst, arch, file)
     space, defaults = _default_search(inst, arch, hw.total_gpus)
     _check_search(inst, arch, space, file)
+    if inst.workload.expert_loads is not None:
+        ctx = replace(ctx, expert_imbalance=_expert_imbalance(inst, arch, space, file))
+    elif arch.is_moe:
+        defaults["workload.expert_loads"] = "none: EP ranks evenly loaded"
     if inst.workload.max_model_len is None:
         defaults["workload.max_model_len"] = inst.workload.model_len
     # Every default the instance did not set, stated (nothing is assumed silently).
@@ -275,12 +281,34 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         "request_overhead_ms": round(e.request_overhead_s * 1e3, 3),
         "token_overhead_us": round(e.token_overhead_s * 1e6, 3),
     }
+    if ctx.expert_imbalance:
+        defaults["cost_model"]["ep_busiest_over_mean"] = {str(ep): f for ep, f in ctx.expert_imbalance}
     if "simulation" not in inst.model_fields_set:
         sim = inst.simulation
         defaults["simulation"] = {"requests": sim.requests, "seed": sim.seed, "max_candidates": sim.max_candidates}
     defaults.update(price_notes)
     return Problem(instance=inst, file=file, ctx=ctx, search=space, pins=inst.strategy, defaults=defaults,
                    price=price)
+
+
+def _expert_imbalance(inst: Instance, arch: Architecture, space: SearchSpace, file: str | None
+                      ) -> tuple[tuple[int, float], ...]:
+    """Busiest-over-mean EP rank load for every EP degree searched, from the routing profile."""
+    given = inst.workload.expert_loads
+    if not arch.is_moe:
+        raise InputError(file, "workload.expert_loads", given, f"{arch.name} is dense; a routing profile needs an "
+                         "MoE model")
+    path = Path(given)
+    if not path.is_absolute() and file:
+        path = Path(file).resolve().parent / path
+    if not path.exists():
+        raise InputError(file, "workload.expert_loads", given, "routing profile not found (a path relative to the "
+                         "instance)")
+    loads = read_expert_loads(path)
+    if loads.experts != arch.experts:
+        raise InputError(file, "workload.expert_loads", given, f"the profile has {loads.experts} experts per layer; "
+                         f"{arch.name} routes to {arch.experts}")
+    return tuple((ep, round(contiguous_ep_imbalance(loads.counts, ep), 6)) for ep in space.ep if ep > 1)
 
 
 def _included_cost_model(inst: Instance, file: str | None) -> CostModelSpec:

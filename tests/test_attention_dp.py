@@ -157,3 +157,46 @@ def test_block_fp8_checkpoint_cannot_split_experts_eight_ways(write_instance, tm
     assert code == 0
     st = doc["strategy"]
     assert 1536 // (st["tp"] * st["attention_dp"] // st["ep"]) % 128 == 0
+
+
+# --- the busiest EP rank (workload.expert_loads) ---------------------------------------------------
+
+MOE16 = INSTANCES / "moe16x64_16gpu.json"
+
+
+def test_contiguous_placement_imbalance_by_hand():
+    import numpy as np
+
+    from solver.physics.experts import contiguous_ep_imbalance
+
+    # Two layers of four experts; ranks of two hold (0, 1) and (2, 3).
+    counts = np.array([[4.0, 0.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0]])
+    # Busiest ranks 4 and 2 against means 4 and 2: 6 / 6 = 1; with four ranks: (4 + 1) / (2 + 1).
+    assert contiguous_ep_imbalance(counts, 2) == pytest.approx(1.0)
+    assert contiguous_ep_imbalance(counts, 4) == pytest.approx(5 / 3)
+    assert contiguous_ep_imbalance(counts, 1) == 1.0
+
+
+def test_a_skewed_profile_slows_ep_and_leaves_moe_tp_alone(write_instance):
+    with_loads = load_instance(MOE16)
+    data = json.loads(MOE16.read_text())
+    data.pop("expect")
+    data["workload"].pop("expert_loads")
+    even = load_instance(write_instance(data))
+    assert with_loads.ctx.ep_imbalance(8) > 2.0 and even.ctx.ep_imbalance(8) == 1.0
+    ep8 = Config(1, 1, 1, 8, "bf16", "bf16", adp=8)
+    tp8 = Config(1, 1, 1, 1, "bf16", "bf16", adp=8)
+    assert layer_cost(with_loads.ctx, "moe", ep8).per_token_s > layer_cost(even.ctx, "moe", ep8).per_token_s
+    assert layer_cost(with_loads.ctx, "moe", tp8).per_token_s == layer_cost(even.ctx, "moe", tp8).per_token_s
+    # The planner keeps the experts TP-split when the profile makes EP's busiest rank the bottleneck.
+    code, doc = run_json(str(MOE16))
+    assert code == 0 and doc["strategy"]["ep"] == 1
+    assert doc["defaults"]["cost_model"]["ep_busiest_over_mean"]["8"] > 2.0
+
+
+def test_a_profile_of_the_wrong_model_is_refused(write_instance):
+    data = json.loads(DSV3.read_text())
+    data.pop("expect")
+    data["workload"]["expert_loads"] = str(INSTANCES / "loads" / "moe16x64_skewed.json")
+    code, out, err = run_cli(write_instance(data))
+    assert code == 2 and "workload.expert_loads" in err and "64 experts" in err

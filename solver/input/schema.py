@@ -251,6 +251,10 @@ class WorkloadSpec(Strict):
         "input_tokens, output_tokens, or a vLLM / SGLang benchmark result saved with per-request details. "
         "Its lengths replace the drawn ones; its arrival times replace Poisson arrivals at request_rate."
     )
+    expert_loads: str | None = Field(
+        None, description="A routing profile of the MoE layers (path relative to the instance; the formats of `solve "
+        "experts --loads`): under EP the busiest rank of the engines' default contiguous placement sets each MoE "
+        "layer's expert time. Default: evenly loaded ranks.")
     request_rate: float | None = Field(
         None, ge=1e-6, le=1e7, description="Arrivals per second over the whole deployment (1e-6 to 1e7)."
     )

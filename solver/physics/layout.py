@@ -80,6 +80,13 @@ class Context:
     eff: Efficiency
     # What the engine release counts against its budget (solver.engines.<engine>.memory_conventions).
     memory: MemoryConventions = LEGACY_MEMORY
+    # Busiest-over-mean EP rank load per EP degree, from workload.expert_loads (physics.experts);
+    # empty: the ranks are evenly loaded.
+    expert_imbalance: tuple[tuple[int, float], ...] = ()
+
+    def ep_imbalance(self, ep: int) -> float:
+        """The busiest EP rank's expert load over the mean, for ``ep`` ranks (1.0 when not known)."""
+        return next((f for e, f in self.expert_imbalance if e == ep), 1.0)
 
     @property
     def device_GiB(self) -> float:

@@ -129,7 +129,9 @@ def layer_cost(ctx: Context, kind: str, cfg: Config, balanced: bool = True) -> L
     attn_pf = _attention_flops_per_token(a, 1.0, False) / tp / peak16
     per_token = (2 * dense_params / peak + kv_layer / bw) * share
     if lp.experts:
-        per_token += 2 * expert_params_active / (peak * eff.moe_compute)
+        # Under EP the layer waits for the busiest rank's tokens (workload.expert_loads).
+        busiest = ctx.ep_imbalance(cfg.ep) if cfg.ep > 1 else 1.0
+        per_token += 2 * expert_params_active / (peak * eff.moe_compute) * busiest
     fixed = static_bytes / bw + eff.layer_overhead_s
     if tp > 1:
         # Two all-reduces per layer (after attention and after the MLP), ring bytes 2 (n-1)/n.
