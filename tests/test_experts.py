@@ -22,7 +22,7 @@ from solver.engines.expert_maps import (
 )
 from solver.input.errors import InputError
 from solver.input.expert_loads import ExpertLoads, layer_permutation, read_expert_loads, zipf_loads
-from solver.search.expert_bounds import lower_bound
+from solver.search.expert_bounds import lower_bound, target_possible
 from solver.search.expert_check import check_assignment, gpu_loads
 from solver.search.expert_greedy import greedy_layer
 from solver.search.experts import ExpertInputError, ExpertParams, place_experts, solve_layer
@@ -227,8 +227,21 @@ def test_bounds_valid_and_solver_exact_on_random_tiny_shapes(seed):
     opt = _brute_force(w, G, S, N)
     greedy = greedy_layer(w, G, S, N).loads().max()
     assert lower_bound(w, G, S, N, achieved=greedy).value <= opt * (1 + 1e-12)
+    # Each target test is a necessary condition: the optimum itself always passes it.
+    assert target_possible(w, opt, G, S, N)
     res = solve_layer(w, G, S, N, params=ExpertParams(accept_gap=0.0))
     assert res.status == "optimal" and res.max_load == pytest.approx(opt, rel=1e-9)
+
+
+def test_shared_slack_tightens_the_slot_bound_on_scarce_redundancy():
+    # Zipf 1.2, 256 experts on 64 GPUs x 5 slots, 32 redundant: the hottest experts' GPUs are too
+    # full for a cold expert unless the few spare replicas go to them, which the split sees.
+    w = zipf_loads(1.2, 1, 256).layer(0)
+    mean = w.sum() / 64
+    res = solve_layer(w, 64, 5, 288)
+    bound = lower_bound(w, 64, 5, 288, achieved=res.max_load)
+    assert bound.name == "target" and 1.098 < bound.value / mean <= res.max_load / mean
+    assert res.gap < 0.01
 
 
 def test_never_worse_than_eplb_and_bounds_below_achieved_on_random_layers():

@@ -32,8 +32,12 @@ replica carries ``w_e / r_e``. ``M`` is the busiest GPU's load. For every placem
     placement can use are at most ``G S - sum over big replicas of (S - 1 - min(S - 1, m))``, which
     must cover ``sum r``. Experts that cannot be big keep ``lo_e`` (more replicas only use slots);
     for the others a dynamic programme over the slack finds the counts that waste fewest slots.
-    Ruled out when even those need more than ``G x S`` slots. This is what binds when the
-    redundant slots are scarce and the hottest experts' GPUs are too full to take a cold expert.
+    Ruled out when even those need more than ``G x S`` slots. The slack is shared: a placement
+    spends some ``y`` of it on experts that cannot be big and at most ``slack - y`` on the others,
+    so ``mu_f`` uses ``lo_f + y`` or ``lo_f + slack - y`` (and the programme ``slack - y``); the
+    target is ruled out when every ``y`` fails. This is what binds when the redundant slots are
+    scarce and the hottest experts' GPUs are too full to take a cold expert (Zipf 1.2 on 64 GPUs
+    with 32 redundant slots: without the split the bound is 1.0858 x the mean, with it 1.0988).
 
 :func:`lower_bound` returns the largest, named. CP-SAT's own proven bound, when a whole-layer model
 ran (:mod:`solver.search.experts`), may be higher and is combined there.
@@ -124,29 +128,40 @@ def pairs_possible(w: np.ndarray, t: float, gpus: int, replicas: int) -> bool:
 
 def slots_possible(w: np.ndarray, t: float, gpus: int, slots: int, replicas: int) -> bool:
     """False when target ``t`` is impossible by the slot count (see *slots* in the module docstring)."""
-    G, S = gpus, slots
+    G = gpus
     lo = _lo(w, t)
     if np.any(lo > G) or lo.sum() > replicas:
         return False
     slack = int(replicas - lo.sum())
-    mu = np.sort(w / np.minimum(G, lo + slack))
-    prefix = np.concatenate([[0.0], np.cumsum(mu)])
     half = t / 2 * (1 + _FLOAT_SLACK)
     maybe_big = w / lo > half
-    used = float(lo[~maybe_big].sum())
-    # dp[x]: fewest slots the possibly-big experts use with x of the slack spent on them.
-    dp = np.full(slack + 1, np.inf)
+    # The slack is shared: a placement spends y of it on experts that cannot be big and at most
+    # slack - y on the others, so for some y every replica is at least w / (lo + its part). The
+    # loose test (each expert may take all the slack) first: it is cheap and rules out most targets.
+    if not _slots_split(w, t, lo, maybe_big, half, slack, slack, G, slots):
+        return False
+    return any(_slots_split(w, t, lo, maybe_big, half, slack - y, y, G, slots) for y in range(slack + 1))
+
+
+def _slots_split(w: np.ndarray, t: float, lo: np.ndarray, maybe_big: np.ndarray, half: float,
+                 big_slack: int, small_slack: int, G: int, S: int) -> bool:
+    """The *slots* test when experts that may be big spend at most ``big_slack`` extra replicas and
+    the others at most ``small_slack``."""
+    mu = np.sort(w / np.minimum(G, lo + np.where(maybe_big, big_slack, small_slack)))
+    prefix = np.concatenate([[0.0], np.cumsum(mu)])
+    used = float(lo[~maybe_big].sum())  # more replicas of these only use more slots
+    # dp[x]: fewest slots the possibly-big experts use with x extra replicas spent on them.
+    xs = np.arange(big_slack + 1)
+    dp = np.full(big_slack + 1, np.inf)
     dp[0] = 0.0
     for e in np.flatnonzero(maybe_big):
-        r = lo[e] + np.arange(slack + 1)
-        valid = r <= G
+        r = lo[e] + xs
         b = w[e] / r
         fit = np.searchsorted(prefix, (t - b) * (1 + _FLOAT_SLACK), side="right") - 1
         per_gpu = 1 + np.minimum(S - 1, np.maximum(fit, 0))
         cost = np.where(b > half, r * (S - per_gpu + 1), r).astype(np.float64)
-        cost[~valid] = np.inf
+        cost[r > G] = np.inf
         # min-plus convolution: new[x] = min_y dp[x - y] + cost[y]
-        xs = np.arange(slack + 1)
         grid = dp[xs[:, None] - xs[None, :]] + cost[None, :]
         grid[xs[:, None] < xs[None, :]] = np.inf
         dp = grid.min(axis=1)
