@@ -142,3 +142,40 @@ def test_out_file(tmp_path):
     code, out, _ = run_cli(str(INSTANCES / "llama8b_4_l4.json"), "--format", "json", "--out", str(target))
     assert code == 0 and out == ""
     assert json.loads(target.read_text())["status"] == "optimal"
+
+
+@pytest.mark.parametrize("name,objective,nodes", [
+    ("llama405b_2x8_h100", None, 4),             # served throughput at a rate: fewest replicas
+    ("llama70b_h100", "min_tpot", 2),            # min TPOT at a rate: most replicas
+    ("llama70b_h100", "offline", 2),             # offline throughput: most replicas
+    ("llama8b_min_gpus_a100_40", None, 2),       # min GPUs: fewest replicas
+])
+def test_dominated_replica_counts_left_out_without_changing_the_plan(monkeypatch, name, objective, nodes):
+    import solver.search.replicas as replicas
+    from solver.search.replicas import dp_preference, solve_options
+
+    data = json.loads((INSTANCES / f"{name}.json").read_text())
+    data.pop("expect", None)
+    data["cluster"]["nodes"] = nodes
+    gpus = data["cluster"].get("gpus_per_node", 8) * nodes
+    data.setdefault("search", {})["dp"] = list(range(1, gpus + 1))
+    if objective == "offline":
+        data["workload"] = {k: v for k, v in data["workload"].items() if k != "request_rate"} | {"offline": True}
+        data["slo"] = {}
+    elif objective:
+        data["objective"] = objective
+    pruned = plan(parse_instance_problem(data), SolveParams(time_limit_s=30))
+    full_problem = parse_instance_problem(data)
+    assert dp_preference(full_problem) is not None
+    n_pruned = len(solve_options(full_problem))
+    monkeypatch.setattr(replicas, "dp_preference", lambda problem: None)
+    n_full = len(solve_options(full_problem))
+    full = plan(full_problem, SolveParams(time_limit_s=30))
+    assert n_pruned < n_full
+    assert (pruned.status, pruned.placement, pruned.objective) == (full.status, full.placement, full.objective)
+
+
+def parse_instance_problem(data: dict):
+    from solver.input.schema import Instance
+
+    return build_problem(Instance.model_validate(copy.deepcopy(data)))

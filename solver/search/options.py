@@ -86,7 +86,7 @@ class Units:
         raise KeyError(quantity)
 
 
-def _units_for(coefs: list[StageCoefficients], problem: Problem, optimistic: bool) -> Units:
+def units_for(coefs: list[StageCoefficients], problem: Problem, optimistic: bool) -> Units:
     """The finest power-of-ten units that keep the largest possible table value below MAX_TABLE_VALUE."""
     kinds = problem.arch.layer_kinds()
     n = {k: kinds.count(k) for k in KINDS}
@@ -290,7 +290,7 @@ def batch_levels(problem: Problem, cfg: Config, include_illegal: bool = False) -
     return sorted({pinned, *free}) if include_illegal else [pinned]
 
 
-def _fits_somewhere(problem: Problem, coef: StageCoefficients) -> bool:
+def fits_somewhere(problem: Problem, coef: StageCoefficients) -> bool:
     """Necessary condition for memory: the whole model, KV included, fits the pp stages together."""
     a = problem.arch
     kinds = a.layer_kinds()
@@ -370,22 +370,17 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
     Without ``include_illegal`` (a normal solve), options breaking a static rule or unable to fit
     in memory under any split are left out: their guards are fixed true anyway. Diagnosis keeps
     them so that dropping a guard makes them available again.
+    A solve may leave out the replica counts its objective cannot prefer:
+    :func:`solver.search.replicas.solve_options`.
     """
     out: list[Option] = []
-    # Per-stage costs do not depend on dp (each replica is the same), so replicas share them.
-    shared: dict[tuple, StageCoefficients] = problem.coefficient_cache
-
-    def coefficients(cfg: Config, batch: int) -> StageCoefficients:
-        key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)
-        if key not in shared:
-            shared[key] = stage_coefficients(problem.ctx, cfg, batch)
-        return shared[key]
+    coefficients = shape_coefficients(problem)
 
     fits: dict[tuple, bool] = {}
     for cfg in configs(problem, include_illegal, only_gpus):
         levels = batch_levels(problem, cfg, include_illegal)
         if not include_illegal and problem.instance.workload.mode == "request_rate":
-            levels = _levels_that_can_carry(problem, cfg, levels, coefficients)
+            levels = levels_that_can_carry(problem, cfg, levels, coefficients)
         for batch in levels:
             violations = static_violations(problem, cfg, batch)
             if violations and not include_illegal:
@@ -400,7 +395,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
             if not include_illegal:
                 fkey = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)  # dp-independent
                 if fkey not in fits:
-                    fits[fkey] = _fits_somewhere(problem, coef)
+                    fits[fkey] = fits_somewhere(problem, coef)
                 if not fits[fkey]:
                     continue
             out.append(Option(index=-1, cfg=cfg, batch=batch, violations=tuple(violations), coef=coef))
@@ -410,7 +405,35 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
     return with_units(problem, out, optimistic)
 
 
-def _levels_that_can_carry(problem: Problem, cfg: Config, levels: list[int], coefficients) -> list[int]:
+def shape_coefficients(problem: Problem):
+    """``coefficients(cfg, batch)``: the stage coefficients of a replica shape and batch, cached on the
+    problem. Per-stage costs do not depend on dp (each replica is the same), so replicas share them."""
+    shared: dict[tuple, StageCoefficients] = problem.coefficient_cache
+
+    def coefficients(cfg: Config, batch: int) -> StageCoefficients:
+        key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)
+        if key not in shared:
+            shared[key] = stage_coefficients(problem.ctx, cfg, batch)
+        return shared[key]
+
+    return coefficients
+
+
+def balanced_cycle(problem: Problem, cfg: Config, b: int, coef: StageCoefficients) -> float:
+    """A replica's cycle summed over its stages (pp x the perfectly balanced stage), seconds."""
+    key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, b)
+    cycles = problem.coefficient_cache.setdefault("balanced_cycle", {})
+    total = cycles.get(key)
+    if total is None:
+        kinds = problem.arch.layer_kinds()
+        out_tok, pp, c = problem.instance.workload.output_tokens, cfg.pp, coef
+        total = sum((b * c.pf_work_per_layer[k] + out_tok * pp * c.dec_per_layer[k]) * kinds.count(k) for k in KINDS)
+        total += b * c.pf_work_last + out_tok * pp * (c.dec_last + pp * c.dec_const)
+        cycles[key] = total
+    return total
+
+
+def levels_that_can_carry(problem: Problem, cfg: Config, levels: list[int], coefficients) -> list[int]:
     """The levels whose capacity can carry the request rate under some split (a sound cut).
 
     A replica of ``b`` sequences completes ``b`` requests per cycle D(b), and no split makes D
@@ -418,22 +441,11 @@ def _levels_that_can_carry(problem: Problem, cfg: Config, levels: list[int], coe
     rules the level out under every split. Capacity grows with the batch, so the levels ruled out
     are the smallest ones: a binary search finds the first level that may carry the rate.
     """
-    kinds = problem.arch.layer_kinds()
-    n = {k: kinds.count(k) for k in KINDS}
     wl = problem.instance.workload
-    out_tok = wl.output_tokens
-    # A replica's best-case cycle per level does not depend on dp: computed once per shape and level.
-    cycles = problem.coefficient_cache.setdefault("balanced_cycle", {})
 
     def may_carry(b: int) -> bool:
-        key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, b)
-        total = cycles.get(key)
-        if total is None:
-            c = coefficients(cfg, b)
-            pp = cfg.pp
-            total = sum((b * c.pf_work_per_layer[k] + out_tok * pp * c.dec_per_layer[k]) * n[k] for k in KINDS)
-            total += b * c.pf_work_last + out_tok * pp * (c.dec_last + pp * c.dec_const)
-            cycles[key] = total
+        # A replica's best-case cycle per level does not depend on dp: computed once per shape and level.
+        total = balanced_cycle(problem, cfg, b, coefficients(cfg, b))
         return cfg.dp * b * cfg.pp / total >= wl.request_rate * (1 - VERIFY_TOLERANCE)
 
     lo, hi = 0, len(levels)
@@ -455,7 +467,7 @@ def with_units(problem: Problem, options: list[Option], optimistic: bool | None 
     """
     if optimistic is None:
         optimistic = bool(options) and options[0].units.optimistic
-    units = _units_for(list({id(o.coef): o.coef for o in options}.values()), problem, optimistic)
+    units = units_for(list({id(o.coef): o.coef for o in options}.values()), problem, optimistic)
     tables: dict[tuple, tuple[list[IntStage], int]] = {}
     shared: dict = {}
     for opt in options:
@@ -507,7 +519,7 @@ def bound_violations(problem: Problem, o: Option, shared: dict | None = None) ->
     """
     key = id(o.stages)
     if shared is None or key not in shared:
-        part = _split_independent(problem, o)
+        part = split_independent_bounds(problem, o)
         if shared is not None:
             shared[key] = (o.stages, part)  # the tables are kept alive with their entry
     else:
@@ -517,7 +529,7 @@ def bound_violations(problem: Problem, o: Option, shared: dict | None = None) ->
     return tuple(out), sum_exceeds
 
 
-def _split_independent(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool, int]:
+def split_independent_bounds(problem: Problem, o: Option) -> tuple[tuple[str, ...], bool, int]:
     """The dp-independent part of :func:`bound_violations`: memory and TTFT rules, and the cycle bound."""
     kinds = problem.arch.layer_kinds()
     n_kind = {k: kinds.count(k) for k in KINDS}

@@ -13,8 +13,9 @@ from .decode import decode
 from .exact import exact_value, learn, refine
 from .model import BuiltModel, build_model
 from .objectives import exact_objective, objective_chain, objective_value
-from .options import Option, Units, enumerate_options, with_units
+from .options import Option, Units, with_units
 from .params import SolveParams, VerificationError, configured_solver, status_name
+from .replicas import solve_options
 from .witness import best_even_split, option_lower_bound, split_values, witness
 
 __all__ = ["PlanResult", "SolveParams", "VerificationError", "feasible_plan", "plan"]
@@ -73,7 +74,7 @@ def feasible_plan(problem: Problem, params: SolveParams | None = None, only_gpus
         # A percentile target is only known by simulation: search with lazy cuts.
         return plan(problem, params, only_gpus=only_gpus, tie_breaks=False)
     t0 = time.perf_counter()
-    enumerated = enumerate_options(problem, only_gpus=only_gpus)
+    enumerated = solve_options(problem, only_gpus=only_gpus)
     options = [o for o in enumerated if not o.bound_violations and not o.memory_sum_exceeds]
     result = PlanResult(status="infeasible", options_considered=len(enumerated), options_in_model=len(options))
     placement = None
@@ -129,7 +130,7 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
     """
     params = params or SolveParams()
     t0 = time.perf_counter()
-    enumerated = enumerate_options(problem, only_gpus=only_gpus)
+    enumerated = solve_options(problem, only_gpus=only_gpus)
     result = PlanResult(status="infeasible", options_considered=len(enumerated))
     primary, *chain = objective_chain(problem)
     exact_chain = [primary, *chain[:1]] if primary == "gpus" and tie_breaks else [primary]

@@ -133,10 +133,30 @@ def _memory_filled_split(o: Option, layers: int, cap: int, rules: frozenset[str]
             room.append(layers)
     if min(room) < 1 or sum(room) < layers:
         return None
-    split = list(room)
-    while sum(split) > layers:
-        i = max(range(len(split)), key=lambda j: (split[j], -j))
-        split[i] -= 1
+    return _trim_fullest(room, layers)
+
+
+def _trim_fullest(room: list[int], layers: int) -> list[int]:
+    """``room`` less one layer at a time from the fullest stage (ties: the first) until ``layers``.
+
+    Closed form of that loop: with ``L`` the smallest level whose ``min(room, L)`` still holds the
+    layers, every stage is cut to ``L`` and the excess taken from the first stages at ``L``.
+    """
+    lo, hi = 0, max(room)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sum(min(r, mid) for r in room) >= layers:
+            hi = mid
+        else:
+            lo = mid + 1
+    split = [min(r, lo) for r in room]
+    excess = sum(split) - layers
+    for i, v in enumerate(split):
+        if excess == 0:
+            break
+        if v == lo:
+            split[i] -= 1
+            excess -= 1
     return split
 
 
@@ -149,22 +169,34 @@ def witness(problem: Problem, options: list[Option], rules: frozenset[str] | Non
     (which proves nothing: the solver decides then).
     """
 
-    layers = problem.arch.layers
-    enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
-    pinned = problem.pins.layers_per_stage
-    even_only = not problem.search.uneven_layers and enforce("search.uneven_layers")
     for o in options:
-        if pinned is not None and enforce("pin.layers_per_stage"):
-            candidates = [list(pinned)]
-        else:
-            candidates = [even_split(layers, o.cfg.pp)]
-            filled = None if even_only else _memory_filled_split(o, layers, capacity_MiB(problem, o.units), rules)
-            if filled is not None and filled != candidates[0]:
-                candidates.append(filled)
-        for split in candidates:
+        for split in candidate_splits(problem, o, rules):
             if len(split) == o.cfg.pp and split_values(problem, o, split, rules) is not None:
                 return o, split
     return None
+
+
+def known_split_feasible(problem: Problem, o: Option, splits: list[list[int]], evaluated: dict) -> bool:
+    """True when one of ``splits`` (:func:`candidate_splits`) meets every rule on ``o``'s tables.
+
+    ``evaluated`` caches the stage values per tables and split (replicas of a shape share both)."""
+    return any(len(split) == o.cfg.pp and split_values(problem, o, split, evaluated=evaluated) is not None
+               for split in splits)
+
+
+def candidate_splits(problem: Problem, o: Option, rules: frozenset[str] | None) -> list[list[int]]:
+    """The pinned split, or the engine's even split and the memory-filled one (when uneven splits are allowed)."""
+    layers = problem.arch.layers
+    enforce = (lambda r: True) if rules is None else (lambda r: r in rules)
+    pinned = problem.pins.layers_per_stage
+    if pinned is not None and enforce("pin.layers_per_stage"):
+        return [list(pinned)]
+    candidates = [even_split(layers, o.cfg.pp)]
+    even_only = not problem.search.uneven_layers and enforce("search.uneven_layers")
+    filled = None if even_only else _memory_filled_split(o, layers, capacity_MiB(problem, o.units), rules)
+    if filled is not None and filled != candidates[0]:
+        candidates.append(filled)
+    return candidates
 
 
 def best_witness_value(problem: Problem, options: list[Option], rules: frozenset[str] | None, quantity: str
