@@ -94,6 +94,26 @@ def test_admission_delay_adds_to_ttft(flagship_replica):
     assert late.ttft_ms.mean == pytest.approx(base.ttft_ms.mean + 50, rel=1e-6)
 
 
+def test_gated_admission_holds_new_requests_until_the_poll(flagship_replica):
+    import dataclasses
+
+    model, sched = flagship_replica
+    reqs = poisson(2, 600, 1024, 256, seed=5)  # arrivals at random phases of the poll
+    base = simulate(model, sched, reqs)
+    assert simulate(model, dataclasses.replace(sched, admit_every_steps=1), reqs) == base
+    gated = simulate(model, dataclasses.replace(sched, admit_every_steps=30), reqs)
+    step = model.step_s(int(round(base.mean_batch)), 1024 * base.mean_batch) * 1e3
+    # A request waits for the next of every 30 steps: about 15 steps more on average.
+    extra = gated.ttft_ms.mean - base.ttft_ms.mean
+    assert 8 * step < extra < 25 * step
+    # A gate that only holds while every rank decodes (TensorRT-LLM's attention-DP balancing)
+    # never closes when fewer sequences run than it needs.
+    loose = dataclasses.replace(sched, admit_every_steps=30, gate_min_running=10_000)
+    assert simulate(model, loose, reqs) == base
+    with pytest.raises(ValueError):
+        Scheduler("mixed", 256, 8192, 1e6, admit_every_steps=0)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rate=st.floats(0.2, 30), n=st.integers(5, 300), lo=st.integers(1, 3000), span=st.integers(0, 3000),
        out=st.integers(1, 600), clients=st.integers(0, 40), policy=st.sampled_from(["mixed", "prefill_first"]),

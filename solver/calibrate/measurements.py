@@ -57,6 +57,15 @@ INFERENCEX_RANGE_RATIO = 0.8
 # rows fit the InferenceX ranges (fixed lengths put their TTFT 100-150% too high).
 RANGE_RATIO_BY_ENGINE = {"sglang": 1.0}
 INFERENCEX_PROMPTS_PER_CLIENT = 10
+# Scheduler settings of the InferenceX launch scripts behind the rows (github.com/SemiAnalysisAI/InferenceX,
+# benchmarks/single_node/dsr1_fp{4,8}_b200*.sh and benchmarks/dsr1_fp{4,8}_b200_trt*.sh, 2026-01..03):
+# - SGLang DeepSeek-R1/V3 scripts pass --scheduler-recv-interval 10 below 16 clients and 30 from 16
+#   (the FP8 TP4 script always 10); no other model's SGLang script sets it (engine default 1).
+# - TensorRT-LLM scripts with attention DP set attention_dp_config {enable_balance: true,
+#   timeout_iters: 60, batching_wait_iters: 0} for DeepSeek; gpt-oss's enables it at the defaults
+#   (timeout_iters 50).
+SGLANG_DEEPSEEK_RECV_INTERVAL = {"below_16_clients": 10, "from_16_clients": 30, "fp8_tp4": 10}
+TRTLLM_ADP_BALANCE_TIMEOUT_ITERS = {"deepseek": 60, "gpt-oss": 50}
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,11 @@ class Deployment:
     gpus_per_node: int = 8
     adp: int = 1  # attention data-parallel ranks inside the worker (MoE)
     engine_version: str | None = None  # the release measured (None: the engine's default)
+    # Scheduler settings of the launch script that change when a new request is taken (1 / 0: the
+    # engine's default, no gate): SGLang --scheduler-recv-interval; TensorRT-LLM attention-DP
+    # balancing (attention_dp_config enable_balance with timeout_iters).
+    scheduler_recv_interval: int = 1
+    adp_balance_timeout_iters: int = 0
 
 
 @dataclass(frozen=True)
@@ -193,11 +207,26 @@ def _row_measurement(row: dict[str, str], releases: dict[tuple[str, str], str] |
     conc = _int(row, "batch_size") * adp
     version = _release(row.get("backend_version")) or (releases or {}).get(
         ((row.get("silicon_data_source") or "").split(";")[0], row["backend"]))
+    recv, balance = _scheduler_settings(row["backend"], card, weights, tp, adp, conc)
     dep = Deployment(card, gpu, row["backend"], tp=tp, pp=1, dp=1, ep=ep, weights=weights, kv_cache=kv,
-                     gpus_per_node=8, adp=adp, engine_version=version)
+                     gpus_per_node=8, adp=adp, engine_version=version, scheduler_recv_interval=recv,
+                     adp_balance_timeout_iters=balance)
     ratio = RANGE_RATIO_BY_ENGINE.get(row["backend"], INFERENCEX_RANGE_RATIO)
     return Measurement(row["id"], dep, int(row["isl"]), int(row["osl"]), ratio, conc, None,
                        INFERENCEX_PROMPTS_PER_CLIENT * conc, ttft, tpot, source=row.get("silicon_data_source", "")), ""
+
+
+def _scheduler_settings(engine_name: str, card: str, weights: str, tp: int, adp: int, clients: int) -> tuple[int, int]:
+    """(SGLang recv interval, TensorRT-LLM attention-DP balance timeout) of a row's launch script."""
+    family = "deepseek" if card.startswith("deepseek") else "gpt-oss" if card.startswith("gpt-oss") else None
+    if engine_name == "sglang" and family == "deepseek" and adp == 1:  # SGLang refuses it with DP attention
+        table = SGLANG_DEEPSEEK_RECV_INTERVAL
+        if weights == "fp8" and tp == 4:
+            return table["fp8_tp4"], 0
+        return table["below_16_clients" if clients < 16 else "from_16_clients"], 0
+    if engine_name == "trtllm" and adp > 1 and family in TRTLLM_ADP_BALANCE_TIMEOUT_ITERS:
+        return 1, TRTLLM_ADP_BALANCE_TIMEOUT_ITERS[family]
+    return 1, 0
 
 
 def read_online_serving(path: str | Path) -> tuple[list[Measurement], list[tuple[str, str]]]:

@@ -96,10 +96,16 @@ def resolve(m: Measurement, cost_model: dict[str, Any] | None = None) -> Case:
     cfg = Config(d.tp, d.pp, d.dp, d.ep, d.weights, d.kv_cache, d.adp)
     layers = tuple(even_split(problem.arch.layers, d.pp))
     limits = problem.instance.limits
+    if d.scheduler_recv_interval > 1:
+        gate = {"admit_every_steps": d.scheduler_recv_interval, "admit_after_prefill": True}
+    elif d.adp_balance_timeout_iters > 1 and cfg.adp > 1:
+        gate = {"admit_every_steps": d.adp_balance_timeout_iters, "gate_min_running": cfg.adp}
+    else:
+        gate = {}
     sched = Scheduler(policy=engine(d.engine).SCHEDULER_POLICY, max_num_seqs=limits.max_num_seqs,
                       max_num_batched_tokens=limits.max_num_batched_tokens * cfg.adp,
                       kv_capacity_tokens=kv_capacity_tokens(problem.ctx, cfg, layers),
-                      admission_delay_s=problem.ctx.eff.request_overhead_s)
+                      admission_delay_s=problem.ctx.eff.request_overhead_s, **gate)
     rng = np.random.default_rng(SEED)
     n = m.num_prompts
     ins = _lengths(m.input_tokens, m.range_ratio, n, rng)

@@ -39,12 +39,23 @@ class Scheduler:
     max_num_batched_tokens: int  # tokens per step: decodes (one each) plus prefill chunks
     kv_capacity_tokens: float  # KV cache of the replica, in tokens of one sequence's worth per layer
     admission_delay_s: float = 0.0  # from a client's send to the engine's queue (HTTP, tokenize, IPC)
+    # The engine takes new requests only every ``admit_every_steps`` steps while at least
+    # ``gate_min_running`` sequences decode (idle or under-filled, it takes them at once):
+    # SGLang's --scheduler-recv-interval N (its counter also fires right after a prefill step:
+    # ``admit_after_prefill``), TensorRT-LLM's attention-DP balancing (``enable_balance`` with
+    # ``timeout_iters`` N holds new prompts until every rank has one, on a free-running clock of N
+    # iterations, unless some rank has nothing to decode: ``gate_min_running`` = the ranks).
+    admit_every_steps: int = 1
+    gate_min_running: int = 1
+    admit_after_prefill: bool = False
 
     def __post_init__(self) -> None:
         if self.policy not in ("mixed", "prefill_first"):
             raise ValueError(f"unknown scheduler policy {self.policy!r}; accepted: mixed, prefill_first")
         if self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("max_num_seqs and max_num_batched_tokens must be at least 1")
+        if self.admit_every_steps < 1 or self.gate_min_running < 1:
+            raise ValueError("admit_every_steps and gate_min_running must be at least 1")
 
 
 @dataclass
@@ -88,6 +99,8 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
     next_closed = 0  # next request a closed-loop client will send
     stall = 0.0  # time since the running sequences' last token (prefill-only steps)
     itl = run.itl_runs
+    every = sched.admit_every_steps
+    since = every  # steps since the scheduler last took new requests (gated engines)
 
     if reqs.closed_loop:
         for _ in range(min(reqs.clients, n)):
@@ -117,10 +130,13 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
                 t = pending[0][0]
                 continue
             break
-        # Admit what fits: sequence slots and whole-sequence KV.
+        # Admit what fits: sequence slots and whole-sequence KV (a gated engine only at its poll).
         b = len(running)
         slots = seq_cap - b - len(prefilling)
-        while waiting and slots > 0 and kv_used + ins[waiting[0]] + outs[waiting[0]] <= kv_cap:
+        gated = every > 1 and b >= sched.gate_min_running
+        if gated and since >= every:
+            since, gated = 0, False
+        while not gated and waiting and slots > 0 and kv_used + ins[waiting[0]] + outs[waiting[0]] <= kv_cap:
             i = waiting.popleft()
             prefilling.append([i, 0])
             kv_used += ins[i] + outs[i]
@@ -158,6 +174,7 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
             run.queue_time_area += len(waiting) * dt
             t += dt
             run.steps += 1
+            since = every if sched.admit_after_prefill else since + 1
             if decodes:
                 k += 1
                 context += decodes
@@ -190,6 +207,16 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
                         else:
                             lo = mid + 1
                     steps = lo
+            if gated and slots > 0 and (waiting or pending):
+                # The new requests wait for the scheduler's next poll (the first at or after an arrival).
+                poll = every - since
+                arrive = 0 if waiting else steps
+                if not waiting and pending:
+                    gap = pending[0][0] - t
+                    arrive = 0 if gap <= 0 else _steps_to_reach(model, b, context, steps, gap)
+                if arrive > poll:
+                    poll += -(-(arrive - poll) // every) * every
+                steps = max(1, min(steps, poll))
             dt = model.decode_run_s(b, context, steps)
             first_dt = model.step_s(b, context)
             last_dt = model.step_s(b, context + (steps - 1) * b)
@@ -198,6 +225,7 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
             run.queue_time_area += len(waiting) * dt
             t += dt
             run.steps += steps
+            since += steps
             k += steps
             context += steps * b
         while running and running[0][0] <= k:
@@ -207,3 +235,17 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
             complete(i, t)
     run.end_s = t
     return run
+
+
+def _steps_to_reach(model: StepModel, b: int, context: float, steps: int, gap: float) -> int:
+    """The fewest decode steps (at most ``steps``) whose run lasts at least ``gap`` seconds."""
+    if model.decode_run_s(b, context, steps) < gap:
+        return steps
+    lo, hi = 1, steps
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if model.decode_run_s(b, context, mid) >= gap:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
