@@ -37,6 +37,8 @@ MODEL_CARDS = {
     "deepseek-ai/DeepSeek-R1": "deepseek-r1",
     "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "nvidia/DeepSeek-R1-NVFP4": "deepseek-r1",
+    "moonshotai/Kimi-K2.5": "kimi-k2.5",
+    "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
 }
 # The calibration file's system names -> GPU cards.
 GPU_CARDS = {

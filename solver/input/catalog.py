@@ -27,6 +27,7 @@ SUPPORTED_ARCHITECTURES = (
     "Qwen3MoeForCausalLM",
     "DeepseekV3ForCausalLM",
     "GptOssForCausalLM",
+    "MiniMaxM2ForCausalLM",
 )
 
 # Values of a config's ``layer_types`` entries (Hugging Face's names) and whether each is sliding.
@@ -68,6 +69,13 @@ class Architecture:
     # The precision the checkpoint's weights ship in (config.json quantization_config), e.g. fp8 for
     # DeepSeek-V3's block-FP8 weights, mxfp4 for gpt-oss: launch commands serve it without a flag.
     checkpoint_dtype: str = "bf16"
+    # Components the checkpoint keeps in 16-bit (its quantization_config's ignore / not-convert
+    # list): "attention", "dense_mlp", "shared_experts". Kimi-K2.5's INT4 checkpoint quantises the
+    # routed experts alone. Applies when a plan serves the checkpoint's own precision.
+    unquantised: frozenset[str] = frozenset()
+    # Bytes per quantised parameter of the checkpoint's format when it differs from the dtype's
+    # default (int4 with a 16-bit scale per group of 32: 0.5625); 0 = WEIGHT_BYTES of the dtype.
+    checkpoint_weight_bytes: float = 0.0
     # Block-wise FP8 checkpoints (quantization_config.weight_block_size, DeepSeek-V3: 128 x 128): a
     # TP shard of a weight must hold whole blocks; 0 when the checkpoint is not block-quantised.
     fp8_block: int = 0
@@ -240,9 +248,7 @@ def _architecture(
     head_dim = g("head_dim", hidden // heads)
     tie = _flag(cfg, "tie_word_embeddings", False, file, prefix)
     quant = cfg.get("quantization_config")
-    method = quant.get("quant_method") if isinstance(quant, dict) else None
-    checkpoint = {"fp8": "fp8", "mxfp4": "mxfp4", "awq": "int4", "gptq": "int4", "modelopt_fp4": "fp4"}.get(
-        method if isinstance(method, str) else "", "bf16")
+    checkpoint, unquantised, checkpoint_bytes = _checkpoint_format(quant)
     block = quant.get("weight_block_size") if isinstance(quant, dict) and checkpoint == "fp8" else None
     fp8_block = block[0] if (isinstance(block, list) and block and isinstance(block[0], int)
                              and not isinstance(block[0], bool) and 0 < block[0] <= 4096) else 0
@@ -263,6 +269,8 @@ def _architecture(
         tie_embeddings=tie,
         max_position_embeddings=g("max_position_embeddings", 0),
         checkpoint_dtype=checkpoint,
+        unquantised=unquantised,
+        checkpoint_weight_bytes=checkpoint_bytes,
         declared_params_B=declared_params_B,
         declared_active_params_B=declared_active_params_B,
     )
@@ -328,6 +336,24 @@ def _architecture(
             sliding_window=window if any(sliding) else 0,
             sliding_layers=sliding if window else (False,) * layers,
         )
+    if arch == "MiniMaxM2ForCausalLM":
+        # Every layer is MoE (intermediate_size is one expert's width), GQA with an explicit
+        # head_dim (q width 6144 over hidden 3072 in MiniMax-M2.5), QK norm, a routing bias
+        # (e_score_correction_bias); attn_type_list 1 is softmax attention in every layer.
+        types = cfg.get("attn_type_list")
+        if types is not None and (not isinstance(types, list) or any(t != 1 for t in types)):
+            path = f"{prefix}.attn_type_list" if prefix else "attn_type_list"
+            raise InputError(file, path, types, "only softmax attention (1) in every layer is modelled; "
+                             "linear-attention layers are not")
+        return Architecture(
+            **common,
+            qk_norm=_flag(cfg, "use_qk_norm", False, file, prefix),
+            experts=g("num_local_experts"),
+            top_k=g("num_experts_per_tok"),
+            moe_intermediate=g("intermediate_size"),
+            router_bias=_flag(cfg, "use_routing_bias", False, file, prefix),
+            moe_layers=(True,) * layers,
+        )
     # DeepseekV3ForCausalLM: MLA attention, dense first layers, shared + routed experts.
     experts = g("n_routed_experts")
     first_dense = g("first_k_dense_replace", 0)
@@ -350,6 +376,51 @@ def _architecture(
         router_bias=cfg.get("topk_method") == "noaux_tc",
         moe_layers=moe_layers,
     )
+
+
+# quantization_config.quant_method -> the project's weight dtype (others: a 16-bit checkpoint).
+_QUANT_METHODS = {"fp8": "fp8", "fbgemm_fp8": "fp8", "mxfp4": "mxfp4", "awq": "int4", "gptq": "int4",
+                  "modelopt_fp4": "fp4"}
+# ModelOpt exports (nvidia/*-FP8, *-NVFP4) name the format in quant_algo.
+_MODELOPT_ALGOS = {"FP8": "fp8", "NVFP4": "fp4"}
+# Substrings of an ignore / modules_to_not_convert entry -> the component it keeps 16-bit.
+_UNQUANTISED_PATTERNS = (("self_attn", "attention"), ("shared_expert", "shared_experts"),
+                         ("mlp.(gate", "dense_mlp"), ("mlp\\.(gate", "dense_mlp"))
+
+
+def _checkpoint_format(quant: Any) -> tuple[str, frozenset[str], float]:
+    """(weight dtype, components kept 16-bit, bytes per quantised parameter or 0) of a checkpoint.
+
+    compressed-tensors (Kimi-K2.5's INT4: ``config_groups.*.weights`` {type int, num_bits 4,
+    group_size 32}) stores a 16-bit scale per group: 0.5 + 2 / group bytes a weight. Its ``ignore``
+    list (like ``modules_to_not_convert``) names the modules left in 16-bit; regular expressions
+    over all layers' self_attn, shared_experts and dense mlp projections map to the components.
+    """
+    if not isinstance(quant, dict):
+        return "bf16", frozenset(), 0.0
+    method = quant.get("quant_method")
+    method = method if isinstance(method, str) else ""
+    dtype, per_param = _QUANT_METHODS.get(method, "bf16"), 0.0
+    if method == "modelopt":
+        dtype = _MODELOPT_ALGOS.get(str(quant.get("quant_algo", "")).upper(), "bf16")
+    if method == "compressed-tensors":
+        groups = quant.get("config_groups")
+        weights = next((g.get("weights") for g in groups.values() if isinstance(g, dict)), None) \
+            if isinstance(groups, dict) else None
+        if isinstance(weights, dict):
+            bits, kind, size = weights.get("num_bits"), weights.get("type"), weights.get("group_size")
+            dtype = {(4, "int"): "int4", (8, "int"): "int8", (8, "float"): "fp8", (4, "float"): "fp4"}.get(
+                (bits, kind), "bf16")
+            if dtype == "int4" and isinstance(size, int) and not isinstance(size, bool) and size > 0:
+                per_param = 0.5 + 2.0 / size
+    names = quant.get("ignore") or quant.get("modules_to_not_convert") or []
+    keep = set()
+    if isinstance(names, list) and dtype != "bf16":
+        for name in names:
+            for needle, component in _UNQUANTISED_PATTERNS:
+                if isinstance(name, str) and needle in name:
+                    keep.add(component)
+    return dtype, frozenset(keep), per_param
 
 
 # ---------------------------------------------------------------------------------------------

@@ -124,12 +124,29 @@ def layer_weight_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float
     tp = cfg.tp
     attn_split, attn_repl = _attention_split_replicated(a, lp, tp)
     routed = routed_expert_bytes_per_gpu(a, kind, cfg)
-    if cfg.weights in EXPERT_ONLY_WEIGHTS:
-        static = (attn_split / tp + attn_repl + (lp.mlp + lp.shared) / tp) * UNQUANTISED_BYTES
-        return static + (lp.small + lp.router) * 2.0 + routed
-    wb = WEIGHT_BYTES[cfg.weights]
-    quantised = attn_split / tp + attn_repl + (lp.mlp + lp.shared) / tp
-    return quantised * wb + (lp.small + lp.router) * 2.0 + routed
+    wb = quantised_weight_bytes(a, cfg.weights)
+    keep = UNQUANTISED_COMPONENTS if cfg.weights in EXPERT_ONLY_WEIGHTS else checkpoint_unquantised(a, cfg.weights)
+    at = {c: (UNQUANTISED_BYTES if c in keep else wb) for c in UNQUANTISED_COMPONENTS}
+    static = ((attn_split / tp + attn_repl) * at["attention"] + lp.mlp / tp * at["dense_mlp"]
+              + lp.shared / tp * at["shared_experts"])
+    return static + (lp.small + lp.router) * 2.0 + routed
+
+
+# The components a checkpoint may leave in 16-bit (catalog.Architecture.unquantised).
+UNQUANTISED_COMPONENTS = frozenset({"attention", "dense_mlp", "shared_experts"})
+
+
+def checkpoint_unquantised(a: Architecture, weights: str) -> frozenset[str]:
+    """The components kept 16-bit when serving ``weights``: the checkpoint's own list when the plan
+    serves the checkpoint's precision (an online quantisation of a 16-bit repository converts all)."""
+    return a.unquantised if weights == a.checkpoint_dtype else frozenset()
+
+
+def quantised_weight_bytes(a: Architecture, weights: str) -> float:
+    """Bytes per quantised parameter: the checkpoint's own format when the plan serves it, else the dtype's."""
+    if weights == a.checkpoint_dtype and a.checkpoint_weight_bytes:
+        return a.checkpoint_weight_bytes
+    return WEIGHT_BYTES[weights]
 
 
 def routed_expert_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float:
@@ -140,7 +157,7 @@ def routed_expert_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> floa
     Zero for a dense layer.
     """
     lp = layer_params(a, kind)
-    return lp.experts * (lp.expert * WEIGHT_BYTES[cfg.weights] + lp.expert_bias * 2.0) / cfg.moe_group
+    return lp.experts * (lp.expert * quantised_weight_bytes(a, cfg.weights) + lp.expert_bias * 2.0) / cfg.moe_group
 
 
 def rotary_cache_bytes(a: Architecture) -> float:
