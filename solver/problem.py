@@ -145,8 +145,17 @@ def _check_consistency(inst: Instance, arch: Architecture, file: str | None) -> 
         )
 
 
+# Scheduler settings of one engine (limits field -> the engine that has it).
+ENGINE_SCHEDULER_SETTINGS = {"scheduler_recv_interval": ("sglang", 1), "attention_dp_balance_iters": ("trtllm", 0)}
+
+
 def _check_search(inst: Instance, arch: Architecture, space: SearchSpace, file: str | None) -> None:
     del space  # pinned values joined the space; only the user's own list is checked here
+    for name, (owner, off) in ENGINE_SCHEDULER_SETTINGS.items():
+        value = getattr(inst.limits, name)
+        if value != off and inst.search.engine != owner:
+            raise InputError(file, f"limits.{name}", value, f"a {owner} setting; search.engine is "
+                             f"{inst.search.engine} (set it to {owner}, or leave the field at {off})")
     for i, tp in enumerate(inst.search.tp or ()):
         if arch.heads % tp:
             raise InputError(file, f"search.tp[{i}]", tp,
@@ -255,7 +264,8 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     for section, spec in (("limits", inst.limits), ("precision", inst.precision), ("search", inst.search),
                           ("workload", inst.workload)):
         for name in ("memory_utilization", "max_num_seqs", "max_num_batched_tokens", "weights", "kv_cache",
-                     "uneven_layers", "engine", "serving"):
+                     "uneven_layers", "engine", "serving", *(k for k, (owner, _) in ENGINE_SCHEDULER_SETTINGS.items()
+                                                             if owner == inst.search.engine)):
             if name in type(spec).model_fields and name not in spec.model_fields_set:
                 defaults[f"{section}.{name}"] = getattr(spec, name)
     if "objective" not in inst.model_fields_set:

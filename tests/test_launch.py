@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import flagship, run_json
+from tests.conftest import flagship, run_cli, run_json
 
 
 def _plan(write_instance, **changes) -> dict:
@@ -54,3 +54,41 @@ def test_trtllm_instance_leads_with_trtllm(write_instance):
 def test_failing_strategy_prints_no_launch_command():
     code, doc = run_json("instances/llama70b_h100.json", "--strategy", "tp=1,pp=1,weights=bf16")
     assert code == 1 and doc["launch"] is None
+
+
+def test_engine_scheduler_settings_reach_launch_simulation_and_checks(write_instance):
+    base = flagship()
+    base["search"] = {"engine": "sglang"}
+    code, plain = run_json(write_instance(base, "plain.json"))
+    assert code == 0 and plain["defaults"]["limits.scheduler_recv_interval"] == 1
+    assert "--scheduler-recv-interval" not in plain["launch"]["sglang"]
+    gated = dict(base, limits={**base.get("limits", {}), "scheduler_recv_interval": 30})
+    code, doc = run_json(write_instance(gated, "gated.json"))
+    assert code == 0 and "--scheduler-recv-interval 30" in doc["launch"]["sglang"]
+    assert "limits.scheduler_recv_interval" not in doc["defaults"]
+    # New requests wait for the scheduler's poll while others decode: the simulated TTFT rises.
+    if doc["strategy"] == plain["strategy"]:
+        assert doc["simulated"]["ttft_ms"]["mean"] > plain["simulated"]["ttft_ms"]["mean"]
+    # Another engine's setting is an input error, with the field and what is accepted.
+    wrong = dict(flagship(), limits={"attention_dp_balance_iters": 60})
+    code, _, err = run_cli(write_instance(wrong, "wrong.json"))
+    assert code == 2
+    assert "limits.attention_dp_balance_iters" in err and "a trtllm setting; search.engine is vllm" in err
+
+
+def test_trtllm_attention_dp_balancing_is_written_to_its_options():
+    from solver.engines import engine
+    from solver.engines.base import LaunchInput
+    from solver.input.catalog import resolve_gpu
+    from solver.physics import Config
+
+    li = LaunchInput(repo="deepseek-ai/DeepSeek-V3", cfg=Config(1, 1, 1, 8, "fp8", "fp8", 8), layers_per_stage=(61,),
+                     num_layers=61, max_num_seqs=256, max_model_len=8192, max_num_batched_tokens=8192,
+                     memory_utilization=0.9, gpu=resolve_gpu("h200-141gb"), gpus_per_node=8, checkpoint_dtype="fp8",
+                     attention_dp_balance_iters=60)
+    _, yaml, _ = engine("trtllm").launch(li)
+    assert "enable_attention_dp: true\nattention_dp_config:\n  enable_balance: true\n  timeout_iters: 60\n" in yaml
+    gate = engine("trtllm").admission_gate(li.cfg, 1, 60)
+    assert gate == {"admit_every_steps": 60, "gate_min_running": 8}
+    assert engine("trtllm").admission_gate(Config(8, 1, 1, 8, "fp8", "fp8"), 1, 60) == {}
+    assert engine("sglang").admission_gate(Config(1, 1, 1, 8, "fp8", "fp8", 8), 10, 0) == {}  # SGLang refuses it with DP attention

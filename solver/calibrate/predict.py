@@ -78,7 +78,10 @@ def instance_of(m: Measurement, cost_model: dict[str, Any] | None = None) -> dic
         "precision": {"weights": [d.weights], "kv_cache": [d.kv_cache]},
         "workload": {"input_tokens": m.input_tokens, "output_tokens": m.output_tokens, **load},
         "limits": {"memory_utilization": caps["memory_utilization"], "max_num_seqs": seqs,
-                   "max_num_batched_tokens": max(int(caps["max_num_batched_tokens"]), seqs)},
+                   "max_num_batched_tokens": max(int(caps["max_num_batched_tokens"]), seqs),
+                   **({"scheduler_recv_interval": d.scheduler_recv_interval} if d.scheduler_recv_interval > 1 else {}),
+                   **({"attention_dp_balance_iters": d.adp_balance_timeout_iters}
+                      if d.adp_balance_timeout_iters > 0 else {})},
         "search": {"engine": d.engine, **({"engine_version": d.engine_version} if d.engine_version else {})},
         "cost_model": cost_model or {},
     }
@@ -96,12 +99,7 @@ def resolve(m: Measurement, cost_model: dict[str, Any] | None = None) -> Case:
     cfg = Config(d.tp, d.pp, d.dp, d.ep, d.weights, d.kv_cache, d.adp)
     layers = tuple(even_split(problem.arch.layers, d.pp))
     limits = problem.instance.limits
-    if d.scheduler_recv_interval > 1:
-        gate = {"admit_every_steps": d.scheduler_recv_interval, "admit_after_prefill": True}
-    elif d.adp_balance_timeout_iters > 1 and cfg.adp > 1:
-        gate = {"admit_every_steps": d.adp_balance_timeout_iters, "gate_min_running": cfg.adp}
-    else:
-        gate = {}
+    gate = engine(d.engine).admission_gate(cfg, limits.scheduler_recv_interval, limits.attention_dp_balance_iters)
     sched = Scheduler(policy=engine(d.engine).SCHEDULER_POLICY, max_num_seqs=limits.max_num_seqs,
                       max_num_batched_tokens=limits.max_num_batched_tokens * cfg.adp,
                       kv_capacity_tokens=kv_capacity_tokens(problem.ctx, cfg, layers),

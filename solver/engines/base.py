@@ -35,6 +35,8 @@ class LaunchInput:
     gpus_per_node: int
     checkpoint_dtype: str = "bf16"  # what the repository's weights are (config.json quantization_config)
     kv_free_fraction: float = 0.9  # KV share of the memory left after weights and buffers (TensorRT-LLM)
+    scheduler_recv_interval: int = 1  # SGLang --scheduler-recv-interval (limits.scheduler_recv_interval)
+    attention_dp_balance_iters: int = 0  # TensorRT-LLM attention-DP balancing timeout (0: off)
 
     @property
     def nodes_used(self) -> int:

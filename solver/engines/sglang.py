@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..physics import LEGACY_MEMORY, MemoryConventions
+from ..physics import LEGACY_MEMORY, Config, MemoryConventions
 from .base import LaunchInput
 
 NAME = "sglang"
@@ -24,6 +24,17 @@ KV_BLOCK_TOKENS = 1
 
 # How a step mixes prefill and decode (solver.simulate.engine): SGLang runs a prefill batch whenever prompts wait and can be admitted, and decodes otherwise (mixed chunks are off by default: --enable-mixed-chunk).
 SCHEDULER_POLICY = "prefill_first"
+
+
+def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_balance_iters: int = 0) -> dict:
+    """The simulator's gate for ``--scheduler-recv-interval N``: the scheduler polls for new requests
+    when a counter reaches N, decode steps counting 1 and a prefill step filling it (so a poll
+    follows every prefill); idle, it polls at once. SGLang refuses the setting with DP attention
+    (python/sglang/srt/managers/scheduler_recv_skipper.py)."""
+    del attention_dp_balance_iters
+    if scheduler_recv_interval > 1 and cfg.adp == 1:
+        return {"admit_every_steps": scheduler_recv_interval, "admit_after_prefill": True}
+    return {}
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
 STEP_OVERHEAD_US: float | None = 3370.0
@@ -99,6 +110,11 @@ def launch(li: LaunchInput) -> tuple[str, list[str]]:
         s.append("--kv-cache-dtype fp8_e4m3")  # the E4M3 format the cost model and the other engines use
     if online_fp8:
         s.append("--quantization fp8")
+    if li.scheduler_recv_interval > 1:
+        if cfg.adp == 1:
+            s.append(f"--scheduler-recv-interval {li.scheduler_recv_interval}")
+        else:
+            notes.append("SGLang: --scheduler-recv-interval does not apply with DP attention; left out")
     if li.nodes_used > 1:
         s.append(f"--nnodes {li.nodes_used} --node-rank <rank> --dist-init-addr <head>:5000")
     if li.uneven:

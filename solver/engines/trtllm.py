@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..physics import LEGACY_MEMORY, MemoryConventions
+from ..physics import LEGACY_MEMORY, Config, MemoryConventions
 from .base import LaunchInput, release_tuple
 
 NAME = "trtllm"
@@ -22,6 +22,17 @@ KV_BLOCK_TOKENS = 32
 
 # How a step mixes prefill and decode (solver.simulate.engine): TensorRT-LLM inflight batching puts context (prefill) and generation requests in the same iteration within max_num_tokens.
 SCHEDULER_POLICY = "mixed"
+
+
+def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_balance_iters: int = 0) -> dict:
+    """The simulator's gate for attention-DP balancing (``attention_dp_config: {enable_balance: true,
+    timeout_iters: N, batching_wait_iters: 0}``): new prompts are held until every rank has one, on a
+    counter that runs every iteration and releases them at N, unless some rank has nothing to decode
+    (PyExecutor ``_balance_adp_requests``). Without attention DP the setting does nothing."""
+    del scheduler_recv_interval
+    if attention_dp_balance_iters > 1 and cfg.adp > 1:
+        return {"admit_every_steps": attention_dp_balance_iters, "gate_min_running": cfg.adp}
+    return {}
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
 STEP_OVERHEAD_US: float | None = 37.2
@@ -117,6 +128,11 @@ def launch(li: LaunchInput) -> tuple[str, str, list[str]]:
             f"  free_gpu_memory_fraction: {li.kv_free_fraction:.3f}"]
     if cfg.adp > 1:
         yaml.append("enable_attention_dp: true")
+        if li.attention_dp_balance_iters > 0:
+            yaml += ["attention_dp_config:", "  enable_balance: true",
+                     f"  timeout_iters: {li.attention_dp_balance_iters}", "  batching_wait_iters: 0"]
+    elif li.attention_dp_balance_iters > 0:
+        notes.append("TensorRT-LLM: attention_dp_config applies with attention DP only; left out")
     if cfg.dp > 1:
         notes.append(f"TensorRT-LLM: run {cfg.dp} such servers (one per replica) behind a load balancer")
     if li.uneven:

@@ -9,7 +9,7 @@ of each pipeline stage.
 
 from __future__ import annotations
 
-from ..physics import MemoryConventions
+from ..physics import Config, MemoryConventions
 from .base import LaunchInput, release_tuple
 
 NAME = "vllm"
@@ -74,6 +74,12 @@ def memory_conventions(version: str | None = None) -> MemoryConventions:
     )
 # How a step mixes prefill and decode (solver.simulate.engine): vLLM V1 schedules decodes first, then fills the step's token budget with prefill chunks (chunked prefill is always on in V1).
 SCHEDULER_POLICY = "mixed"
+
+
+def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_balance_iters: int = 0) -> dict:
+    """When vLLM's scheduler takes new requests: every step (no setting holds them back)."""
+    del cfg, scheduler_recv_interval, attention_dp_balance_iters
+    return {}
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
 STEP_OVERHEAD_US: float | None = 461.5

@@ -363,6 +363,13 @@ class LimitsSpec(Strict):
     runtime_overhead_GiB: float | None = Field(
         None, ge=0, le=1024, description="Per-GPU CUDA context, graphs and comm buffers; default from the cost model."
     )
+    scheduler_recv_interval: int = Field(
+        1, ge=1, le=10_000, description="SGLang --scheduler-recv-interval: the scheduler takes new requests every "
+        "N decode steps while sequences run (default 1: every step). SGLang only, without attention DP.")
+    attention_dp_balance_iters: int = Field(
+        0, ge=0, le=10_000, description="TensorRT-LLM attention_dp_config {enable_balance: true, timeout_iters: N, "
+        "batching_wait_iters: 0}: new prompts wait until every attention-DP rank has one or N iterations pass "
+        "(default 0: balancing off). TensorRT-LLM only, with attention DP.")
 
 
     @model_validator(mode="after")

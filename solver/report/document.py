@@ -43,6 +43,8 @@ def launch_input(problem: Problem, placement: Placement, max_num_seqs: int | Non
         gpus_per_node=problem.ctx.hw.gpus_per_node,
         checkpoint_dtype=a.checkpoint_dtype,
         kv_free_fraction=kv_free,
+        scheduler_recv_interval=inst.limits.scheduler_recv_interval,
+        attention_dp_balance_iters=inst.limits.attention_dp_balance_iters,
     )
 
 
