@@ -11,10 +11,13 @@ Row mapping
 -----------
 * Models: Llama-3.3-70B -> llama3-70b-instruct, Llama-3.1-8B -> llama3-8b-instruct (same
   architectures as Llama 3), Llama-3.1-405B -> llama3.1-405b-instruct, Qwen3-235B-A22B ->
-  qwen3-235b-a22b, DeepSeek-R1-0528 -> deepseek-v3 (same architecture). Rows of models without a
-  catalog card (GPT-OSS-120B, Llama-4-Maverick) are skipped and listed with the reason.
+  qwen3-235b-a22b, DeepSeek-R1-0528 -> deepseek-v3 (same architecture), GPT-OSS-120B ->
+  gpt-oss-120b. Rows of models without a catalog card (Llama-4-Maverick) are skipped and listed
+  with the reason.
 * GPUs: H100 SXM 80GB -> h100-sxm-80gb, H200 SXM 141GB -> h200-141gb, B200 180GB -> b200-180gb.
-* Weights: precision text starting "FP8" -> fp8, "FP4" -> fp4 (NVFP4).
+* Weights: precision text starting "FP8" -> fp8, "FP4" -> fp4 (NVFP4); gpt-oss rows run the
+  checkpoint as it ships (MXFP4 routed experts, the rest 16-bit), whatever the table header says:
+  its "FP8" is the activation / KV format (TensorRT-LLM serves openai/gpt-oss-120b's MXFP4 weights).
 * Strategy: tp, pp, ep from the row (ep=1 when empty). dp = gpu_count / (tp * pp), i.e. 1 for every
   row. The per-GPU table labels "DEPn" configurations as tp=n, dp=n, ep=n on n GPUs: that dp is
   *attention* data parallelism inside the n-GPU group (``enable_attention_dp``), not n replicas of
@@ -104,6 +107,7 @@ MODEL_MAP = {
     "Llama-3.1-405B": "llama3.1-405b-instruct",
     "Qwen3-235B-A22B": "qwen3-235b-a22b",
     "DeepSeek-R1-0528": "deepseek-v3",
+    "GPT-OSS-120B": "gpt-oss-120b",
 }
 GPU_MAP = {
     "H100 SXM 80GB": "h100-sxm-80gb",
@@ -206,14 +210,14 @@ def predict(row: dict[str, Any], eff: Efficiency | None = None) -> Prediction:
     gpus = int(row.get("gpu_count") or tp * pp)
     dp = max(1, gpus // (tp * pp))
     attention_dp = int(row.get("dp") or 1) > 1 and int(row.get("dp") or 1) * tp * pp != gpus
-    weights = weight_dtype(row["precision"])
+    weights = "mxfp4" if arch.checkpoint_dtype == "mxfp4" else weight_dtype(row["precision"])
+    kv = kv_dtype(row["precision"], weight_dtype(row["precision"]))  # the table's FP8: FP8 KV
     if attention_dp:
         # DEPn: n attention ranks of TP 1 sharing the experts over EP n (enable_attention_dp).
-        cfg = Config(tp=1, pp=pp, dp=1, ep=ep, weights=weights, kv_cache=kv_dtype(row["precision"], weights),
-                     adp=tp)
+        cfg = Config(tp=1, pp=pp, dp=1, ep=ep, weights=weights, kv_cache=kv, adp=tp)
     else:
         cfg = Config(
-            tp=tp, pp=pp, dp=dp, ep=ep, weights=weights, kv_cache=kv_dtype(row["precision"], weights)
+            tp=tp, pp=pp, dp=dp, ep=ep, weights=weights, kv_cache=kv
         )
 
     split = physics.even_split(arch.layers, pp)

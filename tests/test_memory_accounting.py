@@ -193,3 +193,30 @@ def test_a_bad_engine_version_is_bad_input(write_instance, bad):
     assert code == 2, (out, err)
     assert out == "" and "Traceback" not in err
     assert "search.engine_version" in err and path in err
+
+
+def test_mixed_precision_checkpoint_weighs_its_16_bit_layers():
+    # Meta's Llama-3.1-405B-Instruct-FP8 keeps every attention and the first and last layers' MLPs
+    # in BF16: vLLM loads 57.75 GiB per GPU at TP 8 (vllm-project/vllm#6746, "Loading model weights
+    # took 57.7520 GB", 2**30 bytes); an FP8-everything reading gives 47.8.
+    from solver.input.catalog import resolve_model
+    from solver.physics import Config
+    from solver.physics.memory import (
+        embedding_bytes_per_gpu,
+        layer_weight_bytes_per_gpu,
+        lm_head_bytes_per_gpu,
+        rotary_cache_bytes,
+    )
+
+    a = resolve_model("llama3.1-405b-instruct-fp8")
+    assert a.layer_kinds().count("dense16") == 2 and a.unquantised == {"attention"}
+
+    def weights_GiB(arch, w):
+        cfg = Config(8, 1, 1, 1, w, "fp8")
+        total = sum(layer_weight_bytes_per_gpu(arch, k, cfg) for k in arch.layer_kinds())
+        return (total + embedding_bytes_per_gpu(arch, 8) + lm_head_bytes_per_gpu(arch, 8, 1)
+                + rotary_cache_bytes(arch)) / 2**30
+
+    assert abs(weights_GiB(a, "fp8") / 57.752 - 1) < 0.02
+    # An online FP8 of the BF16 repository converts every linear layer.
+    assert weights_GiB(resolve_model("llama3.1-405b-instruct"), "fp8") < 48.0

@@ -7,6 +7,7 @@ installed package (``solver/catalog_data``), so ``pip install .`` works outside 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -76,6 +77,8 @@ class Architecture:
     # Bytes per quantised parameter of the checkpoint's format when it differs from the dtype's
     # default (int4 with a 16-bit scale per group of 32: 0.5625); 0 = WEIGHT_BYTES of the dtype.
     checkpoint_weight_bytes: float = 0.0
+    # Dense decoder layers whose MLP the checkpoint keeps 16-bit (layer kind "dense16").
+    unquantised_layers: frozenset[int] = frozenset()
     # Block-wise FP8 checkpoints (quantization_config.weight_block_size, DeepSeek-V3: 128 x 128): a
     # TP shard of a weight must hold whole blocks; 0 when the checkpoint is not block-quantised.
     fp8_block: int = 0
@@ -104,11 +107,15 @@ class Architecture:
         """At least one layer attends through a sliding window."""
         return self.sliding_window > 0 and any(self.sliding_layers)
 
+    def __post_init__(self) -> None:
+        # The kinds are read for every option and split: computed once (the dataclass is frozen).
+        moe = self.moe_layers or (False,) * self.layers
+        kinds = tuple("moe" if m else "dense16" if i in self.unquantised_layers else "dense" for i, m in enumerate(moe))
+        object.__setattr__(self, "_kinds", kinds)
+
     def layer_kinds(self) -> tuple[str, ...]:
-        """'dense' or 'moe' per decoder layer, in order."""
-        if not self.moe_layers:
-            return ("dense",) * self.layers
-        return tuple("moe" if m else "dense" for m in self.moe_layers)
+        """'dense', 'moe' or 'dense16' (a dense layer the checkpoint keeps 16-bit) per decoder layer, in order."""
+        return self._kinds
 
 
 def _get(cfg: dict[str, Any], key: str, file: str | None, prefix: str, default: Any = ...) -> Any:
@@ -248,7 +255,7 @@ def _architecture(
     head_dim = g("head_dim", hidden // heads)
     tie = _flag(cfg, "tie_word_embeddings", False, file, prefix)
     quant = cfg.get("quantization_config")
-    checkpoint, unquantised, checkpoint_bytes = _checkpoint_format(quant)
+    checkpoint, unquantised, checkpoint_bytes, layers16 = _checkpoint_format(quant, layers)
     block = quant.get("weight_block_size") if isinstance(quant, dict) and checkpoint == "fp8" else None
     fp8_block = block[0] if (isinstance(block, list) and block and isinstance(block[0], int)
                              and not isinstance(block[0], bool) and 0 < block[0] <= 4096) else 0
@@ -271,6 +278,7 @@ def _architecture(
         checkpoint_dtype=checkpoint,
         unquantised=unquantised,
         checkpoint_weight_bytes=checkpoint_bytes,
+        unquantised_layers=layers16,
         declared_params_B=declared_params_B,
         declared_active_params_B=declared_active_params_B,
     )
@@ -383,21 +391,27 @@ _QUANT_METHODS = {"fp8": "fp8", "fbgemm_fp8": "fp8", "mxfp4": "mxfp4", "awq": "i
                   "modelopt_fp4": "fp4"}
 # ModelOpt exports (nvidia/*-FP8, *-NVFP4) name the format in quant_algo.
 _MODELOPT_ALGOS = {"FP8": "fp8", "NVFP4": "fp4"}
+# A module of one named decoder layer: model.layers.<i>.self_attn.* / model.layers.<i>.mlp.<proj>
+# (a dense MLP projection; experts and shared experts are not dense MLPs).
+_NAMED_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.(self_attn|mlp)\.(?!experts|shared_expert|gate\b)")
 # Substrings of an ignore / modules_to_not_convert entry -> the component it keeps 16-bit.
 _UNQUANTISED_PATTERNS = (("self_attn", "attention"), ("shared_expert", "shared_experts"),
                          ("mlp.(gate", "dense_mlp"), ("mlp\\.(gate", "dense_mlp"))
 
 
-def _checkpoint_format(quant: Any) -> tuple[str, frozenset[str], float]:
-    """(weight dtype, components kept 16-bit, bytes per quantised parameter or 0) of a checkpoint.
+def _checkpoint_format(quant: Any, layers: int) -> tuple[str, frozenset[str], float, frozenset[int]]:
+    """(weight dtype, components kept 16-bit, bytes per quantised parameter or 0, layers whose MLP is
+    kept 16-bit) of a checkpoint.
 
     compressed-tensors (Kimi-K2.5's INT4: ``config_groups.*.weights`` {type int, num_bits 4,
     group_size 32}) stores a 16-bit scale per group: 0.5 + 2 / group bytes a weight. Its ``ignore``
-    list (like ``modules_to_not_convert``) names the modules left in 16-bit; regular expressions
-    over all layers' self_attn, shared_experts and dense mlp projections map to the components.
+    list (like ``modules_to_not_convert``) names the modules left in 16-bit: patterns over all
+    layers' self_attn, shared_experts and dense mlp projections map to the components; named
+    layers (``model.layers.0.mlp.down_proj``) to those layers, attention to the component when
+    every layer's is named.
     """
     if not isinstance(quant, dict):
-        return "bf16", frozenset(), 0.0
+        return "bf16", frozenset(), 0.0, frozenset()
     method = quant.get("quant_method")
     method = method if isinstance(method, str) else ""
     dtype, per_param = _QUANT_METHODS.get(method, "bf16"), 0.0
@@ -414,13 +428,25 @@ def _checkpoint_format(quant: Any) -> tuple[str, frozenset[str], float]:
             if dtype == "int4" and isinstance(size, int) and not isinstance(size, bool) and size > 0:
                 per_param = 0.5 + 2.0 / size
     names = quant.get("ignore") or quant.get("modules_to_not_convert") or []
-    keep = set()
+    keep: set[str] = set()
+    attention_layers: set[int] = set()
+    mlp_layers: set[int] = set()
     if isinstance(names, list) and dtype != "bf16":
         for name in names:
+            if not isinstance(name, str):
+                continue
+            named = _NAMED_LAYER.search(name)
+            if named is not None:
+                index = int(named.group(1))
+                if 0 <= index < layers:
+                    (attention_layers if named.group(2) == "self_attn" else mlp_layers).add(index)
+                continue
             for needle, component in _UNQUANTISED_PATTERNS:
-                if isinstance(name, str) and needle in name:
+                if needle in name:
                     keep.add(component)
-    return dtype, frozenset(keep), per_param
+    if layers and len(attention_layers) == layers:
+        keep.add("attention")
+    return dtype, frozenset(keep), per_param, frozenset(mlp_layers)
 
 
 # ---------------------------------------------------------------------------------------------

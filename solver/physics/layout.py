@@ -16,7 +16,10 @@ from .engine_memory import LEGACY_MEMORY, MemoryConventions, torch_visible_GiB
 GiB = 2**30
 GB = 1e9
 # Decoder layer kinds: an MoE model mixes dense and expert layers (DeepSeek-V3: 3 dense, then MoE).
-KINDS = ("dense", "moe")
+# Decoder-layer kinds: "dense16" is a dense layer whose MLP the checkpoint keeps in 16-bit (Meta's
+# Llama-3.1-405B-Instruct-FP8 leaves its first and last layers unquantised); it costs as "dense"
+# unless the plan serves that checkpoint's precision.
+KINDS = ("dense", "moe", "dense16")
 
 
 @dataclass(frozen=True, order=True)

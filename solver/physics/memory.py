@@ -126,6 +126,8 @@ def layer_weight_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float
     routed = routed_expert_bytes_per_gpu(a, kind, cfg)
     wb = quantised_weight_bytes(a, cfg.weights)
     keep = UNQUANTISED_COMPONENTS if cfg.weights in EXPERT_ONLY_WEIGHTS else checkpoint_unquantised(a, cfg.weights)
+    if kind == "dense16" and weights_from_checkpoint(a, cfg.weights):
+        keep = keep | {"dense_mlp"}
     at = {c: (UNQUANTISED_BYTES if c in keep else wb) for c in UNQUANTISED_COMPONENTS}
     static = ((attn_split / tp + attn_repl) * at["attention"] + lp.mlp / tp * at["dense_mlp"]
               + lp.shared / tp * at["shared_experts"])
@@ -136,10 +138,15 @@ def layer_weight_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> float
 UNQUANTISED_COMPONENTS = frozenset({"attention", "dense_mlp", "shared_experts"})
 
 
+def weights_from_checkpoint(a: Architecture, weights: str) -> bool:
+    """True when a plan of ``weights`` serves the repository's own quantised weights as they ship."""
+    return weights == a.checkpoint_dtype and weights not in ("bf16", "fp16")
+
+
 def checkpoint_unquantised(a: Architecture, weights: str) -> frozenset[str]:
     """The components kept 16-bit when serving ``weights``: the checkpoint's own list when the plan
     serves the checkpoint's precision (an online quantisation of a 16-bit repository converts all)."""
-    return a.unquantised if weights == a.checkpoint_dtype else frozenset()
+    return a.unquantised if weights_from_checkpoint(a, weights) else frozenset()
 
 
 def quantised_weight_bytes(a: Architecture, weights: str) -> float:

@@ -71,7 +71,7 @@ def layer_params(a: Architecture, kind: str) -> LayerParams:
     """Parameter counts of a 'dense' or 'moe' decoder layer."""
     split, repl, small = _attention_params(a)
     h = a.hidden
-    if kind == "dense":
+    if kind in ("dense", "dense16"):
         return LayerParams(split, repl, small, 3 * h * a.intermediate, 0.0, 0.0, 0, 0.0)
     router = h * a.experts + (a.experts if a.router_bias else 0)
     # gpt-oss fuses gate and up (gate_up_proj: hidden x 2*inter, bias 2*inter) and adds down_proj's
