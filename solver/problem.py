@@ -290,6 +290,7 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         "allreduce_per_peer": e.allreduce_per_peer,
         "request_overhead_ms": round(e.request_overhead_s * 1e3, 3),
         "token_overhead_us": round(e.token_overhead_s * 1e6, 3),
+        "moe_prefill_expert_us": round(e.moe_prefill_expert_s * 1e6, 3),
     }
     if ctx.expert_imbalance:
         defaults["cost_model"]["ep_busiest_over_mean"] = {str(ep): f for ep, f in ctx.expert_imbalance}

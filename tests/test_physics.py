@@ -328,3 +328,28 @@ def test_new_gpu_cards():
         assert weight_dtype_supported(g, "fp4") and weight_dtype_supported(g, "fp8")
     # Blackwell Ultra trades INT8 for NVFP4: INT8 below the 16-bit peak.
     assert b300.dense_TFLOPS.int8 < b300.dense_TFLOPS.bf16 and gb300.dense_TFLOPS.int8 < gb300.dense_TFLOPS.bf16
+
+
+def test_moe_prefill_pays_per_expert_held_and_only_on_prompt_steps():
+    import dataclasses
+
+    from solver.physics import Config, layer_cost, step_model
+    from solver.physics.efficiency import MOE_PREFILL_EXPERT_S
+    from solver.problem import load_problem
+
+    problem = load_problem("instances/qwen3_235b_8_h100.json")
+    ctx = problem.ctx
+    mtp = layer_cost(ctx, "moe", Config(1, 1, 1, 1, "fp8", "fp8", 8))  # experts split by TP over 8 GPUs
+    ep = layer_cost(ctx, "moe", Config(1, 1, 1, 8, "fp8", "fp8", 8))  # whole experts, 16 a GPU
+    experts = problem.arch.experts
+    assert mtp.prefill_fixed_s == pytest.approx(MOE_PREFILL_EXPERT_S * experts)
+    assert ep.prefill_fixed_s == pytest.approx(MOE_PREFILL_EXPERT_S * experts / 8)
+    # A decode-only step pays nothing of it; a step with a prompt chunk pays it once per MoE layer.
+    cfg = Config(4, 1, 1, 1, "fp8", "fp8")
+    base = step_model(ctx, cfg, [problem.arch.layers])
+    off = step_model(dataclasses.replace(ctx, eff=dataclasses.replace(ctx.eff, moe_prefill_expert_s=0.0)), cfg,
+                     [problem.arch.layers])
+    assert base.step_s(16, 16 * 1024) == pytest.approx(off.step_s(16, 16 * 1024))
+    extra = base.step_s(16, 16 * 1024, 512, 512 * 513 / 2, 1) - off.step_s(16, 16 * 1024, 512, 512 * 513 / 2, 1)
+    moe_layers = problem.arch.layer_kinds().count("moe")
+    assert extra == pytest.approx(MOE_PREFILL_EXPERT_S * experts * moe_layers)

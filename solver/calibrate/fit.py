@@ -30,6 +30,7 @@ FACTORS: dict[str, tuple[str, float, tuple[float, float]]] = {
     "token_overhead_us": ("token_overhead_s", 1e-6, (0.0, 10_000.0)),
     "allreduce_per_peer": ("allreduce_per_peer", 1.0, (0.0, 50.0)),
     "request_overhead_ms": ("request_overhead_s", 1e-3, (0.0, 5_000.0)),
+    "moe_prefill_expert_us": ("moe_prefill_expert_s", 1e-6, (0.0, 1_000.0)),
 }
 
 

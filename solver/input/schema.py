@@ -408,6 +408,9 @@ class CostModelSpec(Strict):
     request_overhead_ms: float | None = Field(
         None, ge=0, le=1e5, description="Per request, from the client's send to the engine's queue (front end), ms."
     )
+    moe_prefill_expert_us: float | None = Field(
+        None, ge=0, le=1e4, description="Per routed expert a GPU holds, per MoE layer, on a step carrying prompt "
+        "tokens (grouped-GEMM and routing work per expert), us.")
     allreduce_per_peer: float | None = Field(
         None, ge=0, le=100, description="Small all-reduce latency growth per peer, in multiples of the link latency."
     )

@@ -6,6 +6,13 @@ from dataclasses import dataclass, replace
 
 from ..input.schema import CostModelSpec, GpuCard
 
+# Efficiency.moe_prefill_expert_s, one value for every family: 3 us, the best of 0 / 2.5 / 3 / 3.5 us on the
+# fitted third of the latency rows (benchmarks/latency_fidelity.py; TTFT 31.2% -> 20.6% there and
+# 31.1% -> 20.3% on the other two thirds). Each MoE model alone prefers 2-4 us: gpt-oss-120b (128
+# experts, vLLM and TensorRT-LLM), MiniMax-M2.5 (256, vLLM), Kimi-K2.5 (384, vLLM); DeepSeek-R1/V3
+# (256, TensorRT-LLM / SGLang) more. A per-expert cost, not per layer, is what makes the three agree.
+MOE_PREFILL_EXPERT_S = 3.0e-6
+
 
 @dataclass(frozen=True)
 class Efficiency:
@@ -20,6 +27,10 @@ class Efficiency:
     token_overhead_s: float = 0.0  # per generated token per step: the engine's output processing
     allreduce_per_peer: float = 0.0  # small all-reduce latency grows by this x link latency per peer
     request_overhead_s: float = 0.0  # per request, from the client's send to the engine's queue
+    # Per routed expert a GPU holds, per MoE layer, on a step that carries prompt tokens (every
+    # expert is touched then): the grouped-GEMM and routing work each expert costs whatever its
+    # tokens, outside the CUDA graphs that capture decode-only steps.
+    moe_prefill_expert_s: float = MOE_PREFILL_EXPERT_S
 
 
 # Calibrated against the calibration data's performance rows (benchmarks/fidelity.py prints the
@@ -66,4 +77,6 @@ def efficiency_for(gpu: GpuCard, spec: CostModelSpec | None = None, step_overhea
         request_overhead_s=(base.request_overhead_s if spec.request_overhead_ms is None
                             else spec.request_overhead_ms * 1e-3),
         token_overhead_s=base.token_overhead_s if spec.token_overhead_us is None else spec.token_overhead_us * 1e-6,
+        moe_prefill_expert_s=(base.moe_prefill_expert_s if spec.moe_prefill_expert_us is None
+                              else spec.moe_prefill_expert_us * 1e-6),
     )

@@ -130,6 +130,8 @@ def prefill_work_s(ctx: Context, cost: LayerCost, micro_batch: float) -> float:
     n = ctx.workload.input_tokens
     full, window = window_of(ctx.arch)
     t = n * cost.per_token_s + windowed_keys(full, window, n, causal_pairs(n)) * cost.per_pair_s
+    # Its share of the steps that carry prompt tokens: n of each step's max_num_batched_tokens.
+    t += cost.prefill_fixed_s * n / ctx.limits.max_num_batched_tokens
     if cost.experts_s:
         extra = (experts_touched_fraction(micro_batch + n, cost.top_k, cost.experts)
                  - experts_touched_fraction(micro_batch, cost.top_k, cost.experts))

@@ -58,12 +58,15 @@ class LayerCost:
     experts_s: float = 0.0  # reading every routed expert once, charged by the fraction touched
     top_k: int = 0
     experts: int = 0
+    prefill_fixed_s: float = 0.0  # what a step pays once when it carries prompt tokens (pairs > 0)
 
     def time_s(self, tokens: float, context: float = 0.0, pairs: float = 0.0) -> float:
         """Seconds for a step of ``tokens`` tokens, ``context`` decode keys and ``pairs`` prefill pairs."""
         t = self.fixed_s + tokens * self.per_token_s + context * self.per_context_s + pairs * self.per_pair_s
         if self.experts_s:
             t += self.experts_s * experts_touched_fraction(tokens, self.top_k, self.experts)
+        if pairs > 0:
+            t += self.prefill_fixed_s
         return t
 
     def __add__(self, other: LayerCost) -> LayerCost:
@@ -72,12 +75,13 @@ class LayerCost:
         routed = self if self.experts_s else other
         return LayerCost(self.fixed_s + other.fixed_s, self.per_token_s + other.per_token_s,
                          self.per_context_s + other.per_context_s, self.per_pair_s + other.per_pair_s,
-                         self.experts_s + other.experts_s, routed.top_k, routed.experts)
+                         self.experts_s + other.experts_s, routed.top_k, routed.experts,
+                         self.prefill_fixed_s + other.prefill_fixed_s)
 
     def scaled(self, n: float) -> LayerCost:
         """``n`` copies of this cost (n layers of a kind)."""
         return LayerCost(self.fixed_s * n, self.per_token_s * n, self.per_context_s * n, self.per_pair_s * n,
-                         self.experts_s * n, self.top_k, self.experts)
+                         self.experts_s * n, self.top_k, self.experts, self.prefill_fixed_s * n)
 
 
 ZERO_COST = LayerCost(0.0, 0.0, 0.0, 0.0)
@@ -167,6 +171,8 @@ def layer_cost(ctx: Context, kind: str, cfg: Config, balanced: bool = True) -> L
         experts_s=expert_bytes_all / bw if lp.experts else 0.0,
         top_k=a.top_k if lp.experts else 0,
         experts=lp.experts,
+        # Each GPU holds (a slice of) experts / ep routed experts; a prompt touches all of them.
+        prefill_fixed_s=eff.moe_prefill_expert_s * lp.experts / cfg.ep if lp.experts else 0.0,
     )
 
 
