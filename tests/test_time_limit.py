@@ -62,3 +62,21 @@ def test_cli_time_limit_reports_a_partial_proof(tmp_path):
     res = CliRunner().invoke(main, [str(ROOT / "instances" / "llama70b_16_t4.json"), "--time-limit", "0.05"])
     assert res.exit_code in (1, 3), res.output
     assert "PARTIAL" in res.output or "UNKNOWN" in res.output
+
+
+def test_a_diagnosis_too_large_to_list_in_time_claims_nothing(write_instance):
+    # The fuzz campaign's case 8467: DeepSeek-V3 on 32 H200 with TTFT <= 2 ms. Its diagnosis lists
+    # every candidate of every relaxation (over a million options, two minutes); under a half-second
+    # deadline the listing stops and the proof says so instead of overrunning the command.
+    import json
+
+    data = json.loads((ROOT / "instances" / "deepseekv3_4x8_h200.json").read_text())
+    data.pop("expect")
+    data["slo"]["ttft_ms"] = 2
+    del data["workload"]["max_model_len"]
+    problem = load_problem(write_instance(data))
+    t0 = time.monotonic()
+    proof = diagnose(problem, SolveParams(deadline=time.monotonic() + 0.5))
+    assert time.monotonic() - t0 < 5.0
+    assert proof["partial"] is True and proof["conflicts"] == [] and proof["verified"] is False
+    assert "listing the candidates" in proof["partial_reason"]

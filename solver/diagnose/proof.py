@@ -13,7 +13,7 @@ from typing import Any
 
 from ..problem import Problem
 from ..search.model import mem_rule
-from ..search.options import cycle_bounds, enumerate_options, rules_of
+from ..search.options import EnumerationExpired, cycle_bounds, enumerate_options, rules_of
 from ..search.params import SolveParams, with_deadline
 from .certificate import certificate, lower_bounds
 from .oracle import Oracle, minimal_conflict, rule_order
@@ -45,11 +45,20 @@ def diagnose(problem: Problem, params=None, evaluation=None, with_repairs: bool 
     """The proof block of the JSON document for an infeasible problem (see module docstring)."""
     params = with_deadline(params or SolveParams())
     t0 = time.perf_counter()
+    proof: dict[str, Any] = {"lower_bounds": lower_bounds(problem)}
     # Optimistic tables: a conflict is then infeasible under the exact physics (see Oracle).
-    options = enumerate_options(problem, include_illegal=True, optimistic=True)
+    try:
+        options = enumerate_options(problem, include_illegal=True, optimistic=True, expired=params.expired)
+    except EnumerationExpired as stop:
+        # Without every candidate no set of requirements can be proven infeasible: nothing is claimed.
+        proof.update({"conflict": [], "conflicts": [], "minimal": False, "verified": False, "partial": True,
+                      "summary": f"the diagnosis did not finish within the command's time limit "
+                                 f"({params.time_limit_s:g} s): {stop}",
+                      "partial_reason": str(stop)})
+        proof["time_s"] = round(time.perf_counter() - t0, 4)
+        return proof
     oracle = Oracle(problem, options, time_limit, params=params)
     names = candidate_rules(problem, options)
-    proof: dict[str, Any] = {"lower_bounds": lower_bounds(problem)}
     state = oracle.feasible(names)
     if state is True:
         # The requirements admit a plan: a proposed placement failed on a field that was filled

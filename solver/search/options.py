@@ -363,21 +363,29 @@ def build_int_stages(problem: Problem, coef: StageCoefficients, units: Units) ->
     return stages, R(pf_total * T)
 
 
+class EnumerationExpired(RuntimeError):
+    """The command's deadline passed while the candidates were being listed (nothing is concluded)."""
+
+
 def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus: int | None = None,
-                      optimistic: bool = False) -> list[Option]:
+                      optimistic: bool = False, expired=None) -> list[Option]:
     """All candidate options, in canonical order, with integer tables (``optimistic``: rounded the other way).
 
     Without ``include_illegal`` (a normal solve), options breaking a static rule or unable to fit
     in memory under any split are left out: their guards are fixed true anyway. Diagnosis keeps
     them so that dropping a guard makes them available again.
     A solve may leave out the replica counts its objective cannot prefer:
-    :func:`solver.search.replicas.solve_options`.
+    :func:`solver.search.replicas.solve_options`. ``expired`` (a callable) is polled as the list
+    grows; once it says True, :class:`EnumerationExpired` is raised (a diagnosis lists every
+    candidate of every relaxation, which can take longer than a command's time limit).
     """
     out: list[Option] = []
     coefficients = shape_coefficients(problem)
 
     fits: dict[tuple, bool] = {}
-    for cfg in configs(problem, include_illegal, only_gpus):
+    for n, cfg in enumerate(configs(problem, include_illegal, only_gpus)):
+        if expired is not None and n % 64 == 0 and expired():
+            raise EnumerationExpired(f"the time limit ran out while listing the candidates ({len(out)} so far)")
         levels = batch_levels(problem, cfg, include_illegal)
         if not include_illegal and problem.instance.workload.mode == "request_rate":
             levels = levels_that_can_carry(problem, cfg, levels, coefficients)
@@ -402,6 +410,8 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
     out.sort(key=Option.rank_key)
     for i, opt in enumerate(out):
         opt.index = i
+    if expired is not None and expired():
+        raise EnumerationExpired(f"the time limit ran out while listing the candidates ({len(out)} listed)")
     return with_units(problem, out, optimistic)
 
 
