@@ -13,7 +13,7 @@ from solver.problem import load_problem
 from solver.search.options import enumerate_options
 from solver.search.planner import SolveParams, plan
 from solver.verify import Placement, evaluate
-from tests.conftest import INSTANCES, run_cli
+from tests.conftest import INSTANCES, run_cli, run_json
 
 PARAMS = SolveParams(time_limit_s=30)
 
@@ -149,3 +149,48 @@ def test_combined_repairs_use_the_change_they_name():
     for r in combined:
         precision = r["change"].split("allow ")[1].split(" weights")[0]
         assert r["strategy"]["weights"] == precision
+
+
+def test_a_minimum_from_an_unfinished_solve_is_printed_as_best_found_with_its_bound():
+    # Audit finding: "the lightest stage 0 needs 28.76 GiB" came from a time-limited solve whose
+    # bound was 7.6 GiB; such a figure must read as the best found, with the bound, never a minimum.
+    import dataclasses
+
+    from solver.diagnose.certificate import certificate
+    from solver.diagnose.oracle import minimal_conflict
+    from solver.diagnose.proof import candidate_rules
+
+    class StoppedEarly(Oracle):
+        def best(self, names, quantity):
+            b = super().best(names, quantity)
+            if b.raw is None:
+                return b
+            return dataclasses.replace(b, proven=False, bound_raw=max(1, b.raw // 4))
+
+    problem = load_problem(str(INSTANCES / "llama70b_t4.json"))
+    options = enumerate_options(problem, include_illegal=True, optimistic=True)
+    first, _ = minimal_conflict(Oracle(problem, options, 20.0), candidate_rules(problem, options))
+    proven = certificate(problem, Oracle(problem, options, 20.0), first)
+    unproven = certificate(problem, StoppedEarly(problem, options, 20.0), first)
+    assert not any("not proven" in m["statement"] for m in proven)
+    memory = next(m for m in unproven if m["rule"].startswith("mem_cap"))
+    assert "best found, not proven: the solve stopped at its limit; the bound is" in memory["statement"]
+    assert memory["numbers"]["bound"] is not None
+
+
+def test_a_model_that_cannot_fit_leads_with_the_physics_not_the_targets(write_instance):
+    # Audit finding: 405B on 8 x A100-40GB led with request rate and TPOT. The first conflict is
+    # now about the weights: GPUs, precisions and memory caps, never an SLO or the rate.
+    data = {"name": "405b_a100_40", "model": "llama3.1-405b-instruct",
+            "cluster": {"gpu": "a100-sxm-40gb", "gpus_per_node": 8, "nodes": 1},
+            "workload": {"input_tokens": 1024, "output_tokens": 256, "max_model_len": 4096, "request_rate": 2},
+            "slo": {"ttft_ms": 2000, "tpot_ms": 80}}
+    code, doc = run_json(write_instance(data))
+    assert code == 1
+    rules = doc["proof"]["conflicts"][0]["rules"]
+    assert "gpu_count" in rules and any(r.startswith("mem_cap") for r in rules)
+    assert not any(r.startswith(("slo.", "workload.")) for r in rules)
+    for member in doc["proof"]["conflict"]:
+        if "example" in member["statement"] and "mem_cap" not in member["rule"]:
+            # An example plan that breaks a memory cap says so.
+            assert "breaks the memory cap" in member["statement"] or "GiB" not in member["statement"]
