@@ -19,7 +19,7 @@ from .input.expert_loads import read_expert_loads
 from .input.schema import CostModelSpec, GpuCard, Instance, StrategyPins
 from .physics import Context, Hardware, driver_reserved_GiB, efficiency_for, param_counts
 from .physics.cost import Price
-from .physics.experts import contiguous_ep_imbalance
+from .physics.experts import balanced_ep_imbalance, contiguous_ep_imbalance
 
 # A card whose declared parameter count and architecture disagree by more than this is rejected:
 # the difference means a wrong field (hidden size, layers, experts), not rounding.
@@ -256,6 +256,11 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     _check_search(inst, arch, space, file)
     if inst.workload.expert_loads is not None:
         ctx = replace(ctx, expert_imbalance=_expert_imbalance(inst, arch, space, file))
+        if "expert_placement" not in inst.workload.model_fields_set:
+            defaults["workload.expert_placement"] = "contiguous: the engines' default expert ranges"
+    elif inst.workload.expert_placement != "contiguous":
+        raise InputError(file, "workload.expert_placement", inst.workload.expert_placement,
+                         "a balanced placement is computed from a routing profile: give workload.expert_loads")
     elif arch.is_moe:
         defaults["workload.expert_loads"] = "none: EP ranks evenly loaded"
     if inst.workload.max_model_len is None:
@@ -319,7 +324,8 @@ def _expert_imbalance(inst: Instance, arch: Architecture, space: SearchSpace, fi
     if loads.experts != arch.experts:
         raise InputError(file, "workload.expert_loads", given, f"the profile has {loads.experts} experts per layer; "
                          f"{arch.name} routes to {arch.experts}")
-    return tuple((ep, round(contiguous_ep_imbalance(loads.counts, ep), 6)) for ep in space.ep if ep > 1)
+    imbalance = balanced_ep_imbalance if inst.workload.expert_placement == "balanced" else contiguous_ep_imbalance
+    return tuple((ep, round(imbalance(loads.counts, ep), 6)) for ep in space.ep if ep > 1)
 
 
 def _included_cost_model(inst: Instance, file: str | None) -> CostModelSpec:

@@ -200,3 +200,42 @@ def test_a_profile_of_the_wrong_model_is_refused(write_instance):
     data["workload"]["expert_loads"] = str(INSTANCES / "loads" / "moe16x64_skewed.json")
     code, out, err = run_cli(write_instance(data))
     assert code == 2 and "workload.expert_loads" in err and "64 experts" in err
+
+
+def test_a_balanced_expert_map_is_charged_its_packing_and_launched(write_instance, tmp_path):
+    from solver.input.expert_loads import zipf_loads
+    from solver.physics.experts import balanced_ep_imbalance, contiguous_ep_imbalance
+
+    loads = zipf_loads(0.8, 16, 64, integer=True)
+    profile = tmp_path / "zipf08.json"
+    profile.write_text(json.dumps({"layers": loads.counts.tolist()}))
+    for ep in (2, 4, 8, 16):
+        assert 1.0 <= balanced_ep_imbalance(loads.counts, ep) <= contiguous_ep_imbalance(loads.counts, ep)
+    base = json.loads((INSTANCES / "moe16x64_16gpu.json").read_text())
+    base.pop("expect")
+    base["workload"]["expert_loads"] = str(profile)
+    docs = {}
+    for placement in ("contiguous", "balanced"):
+        data = json.loads(json.dumps(base))
+        data["workload"]["expert_placement"] = placement
+        code, docs[placement] = run_json(write_instance(data, f"{placement}.json"))
+        assert code == 0
+    contiguous, balanced = docs["contiguous"], docs["balanced"]
+    # The balanced map is never charged more, and here it is what makes EP worth it.
+    imb_c = contiguous["defaults"]["cost_model"]["ep_busiest_over_mean"]
+    imb_b = balanced["defaults"]["cost_model"]["ep_busiest_over_mean"]
+    assert all(imb_b[ep] <= imb_c[ep] for ep in imb_c) and imb_b["4"] < imb_c["4"]
+    assert balanced["solver"]["objective"] >= contiguous["solver"]["objective"]
+    assert contiguous["strategy"]["ep"] == 1 and balanced["strategy"]["ep"] > 1
+    ep = balanced["strategy"]["ep"]
+    launch = balanced["launch"]
+    assert "--init-expert-location expert_map.json" in launch["sglang"]
+    assert "moe_load_balancer: expert_map.yaml" in launch["trtllm_extra_llm_api_options"]
+    assert any(f"solve experts --loads {profile} --gpus {ep} --slots-per-gpu {64 // ep} --redundant 0" in n
+               for n in launch["notes"])
+    # Without a profile there is nothing to balance: an input error naming the field.
+    data = json.loads(json.dumps(base))
+    del data["workload"]["expert_loads"]
+    data["workload"]["expert_placement"] = "balanced"
+    code, _, err = run_cli(write_instance(data, "noprofile.json"))
+    assert code == 2 and "workload.expert_placement" in err and "workload.expert_loads" in err

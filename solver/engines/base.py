@@ -37,6 +37,9 @@ class LaunchInput:
     kv_free_fraction: float = 0.9  # KV share of the memory left after weights and buffers (TensorRT-LLM)
     scheduler_recv_interval: int = 1  # SGLang --scheduler-recv-interval (limits.scheduler_recv_interval)
     attention_dp_balance_iters: int = 0  # TensorRT-LLM attention-DP balancing timeout (0: off)
+    # With a balanced expert placement under EP: the `solve experts` command that writes the map
+    # the engine loads (its --sglang-out / --trtllm-out file name added per engine); None otherwise.
+    expert_map_command: str | None = None
 
     @property
     def nodes_used(self) -> int:

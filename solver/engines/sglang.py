@@ -110,6 +110,9 @@ def launch(li: LaunchInput) -> tuple[str, list[str]]:
         s.append("--kv-cache-dtype fp8_e4m3")  # the E4M3 format the cost model and the other engines use
     if online_fp8:
         s.append("--quantization fp8")
+    if li.expert_map_command:
+        s.append("--init-expert-location expert_map.json")
+        notes.append(f"SGLang: write expert_map.json first: {li.expert_map_command} --sglang-out expert_map.json")
     if li.scheduler_recv_interval > 1:
         if cfg.adp == 1:
             s.append(f"--scheduler-recv-interval {li.scheduler_recv_interval}")

@@ -133,6 +133,9 @@ def launch(li: LaunchInput) -> tuple[str, str, list[str]]:
                      f"  timeout_iters: {li.attention_dp_balance_iters}", "  batching_wait_iters: 0"]
     elif li.attention_dp_balance_iters > 0:
         notes.append("TensorRT-LLM: attention_dp_config applies with attention DP only; left out")
+    if li.expert_map_command:
+        yaml.append("moe_load_balancer: expert_map.yaml")
+        notes.append(f"TensorRT-LLM: write expert_map.yaml first: {li.expert_map_command} --trtllm-out expert_map.yaml")
     if cfg.dp > 1:
         notes.append(f"TensorRT-LLM: run {cfg.dp} such servers (one per replica) behind a load balancer")
     if li.uneven:

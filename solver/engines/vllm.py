@@ -155,6 +155,9 @@ def launch(li: LaunchInput) -> tuple[str, dict[str, str], list[str]]:
                      "from the checkpoint)")
     if cfg.weights == "fp16" and not li.no_bf16:
         v.append("--dtype float16")
+    if li.expert_map_command:
+        notes.append("vLLM loads no static expert map: the plan's balanced expert placement is SGLang's or "
+                     "TensorRT-LLM's (vLLM's --enable-eplb rebalances at run time, which is not modelled)")
     env: dict[str, str] = {}
     if li.uneven:
         env["VLLM_PP_LAYER_PARTITION"] = ",".join(map(str, li.layers_per_stage))

@@ -255,6 +255,11 @@ class WorkloadSpec(Strict):
         None, description="A routing profile of the MoE layers (path relative to the instance; the formats of `solve "
         "experts --loads`): under EP the busiest rank of the engines' default contiguous placement sets each MoE "
         "layer's expert time. Default: evenly loaded ranks.")
+    expert_placement: Literal["contiguous", "balanced"] = Field(
+        "contiguous", description="With expert_loads: how the experts sit on the EP ranks. contiguous: the engines' "
+        "default ranges; balanced: a load-balanced map the deployment passes to the engine (written by `solve "
+        "experts`, SGLang --init-expert-location / TensorRT-LLM moe_load_balancer), charged at the imbalance of "
+        "its longest-first packing, which `solve experts` never exceeds.")
     request_rate: float | None = Field(
         None, ge=1e-6, le=1e7, description="Arrivals per second over the whole deployment (1e-6 to 1e7)."
     )

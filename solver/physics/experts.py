@@ -5,12 +5,38 @@ Without a load balancer (vLLM ``--enable-expert-parallel`` without EPLB, SGLang 
 experts in contiguous ranges: rank ``r`` of ``ep`` holds experts ``r x E / ep`` to
 ``(r + 1) x E / ep - 1``. Every MoE layer waits for its busiest rank, so the expert compute of a
 step scales with the busiest rank's tokens, not the mean. ``solve experts`` finds better
-placements and writes the engines' files for them.
+placements and writes the engines' files for them; a plan that says it deploys one
+(``workload.expert_placement: "balanced"``) is charged :func:`balanced_ep_imbalance`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def balanced_ep_imbalance(counts: np.ndarray, ep: int) -> float:
+    """:func:`contiguous_ep_imbalance` of a load-balanced placement: per layer, the experts by load,
+    heaviest first, each to the least-loaded rank with a free slot (``E / ep`` slots a rank, ties to
+    the lower rank). It is the packing ``solve experts`` starts from and then only improves (with no
+    redundant slots), so a map it writes is at most this imbalanced.
+    """
+    w = np.asarray(counts, dtype=np.float64)
+    layers, experts = w.shape
+    if ep <= 1 or experts % ep:
+        return 1.0
+    slots = experts // ep
+    busiest = total = 0.0
+    for row in w:
+        load = np.zeros(ep)
+        free = np.full(ep, slots)
+        for e in sorted(range(experts), key=lambda i: (-row[i], i)):
+            open_ranks = np.flatnonzero(free > 0)
+            g = int(open_ranks[np.argmin(load[open_ranks])])
+            load[g] += row[e]
+            free[g] -= 1
+        busiest += load.max()
+        total += load.mean()
+    return float(busiest / total) if total > 0 else 1.0
 
 
 def contiguous_ep_imbalance(counts: np.ndarray, ep: int) -> float:

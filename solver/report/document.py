@@ -45,6 +45,10 @@ def launch_input(problem: Problem, placement: Placement, max_num_seqs: int | Non
         kv_free_fraction=kv_free,
         scheduler_recv_interval=inst.limits.scheduler_recv_interval,
         attention_dp_balance_iters=inst.limits.attention_dp_balance_iters,
+        expert_map_command=(f"solve experts --loads {inst.workload.expert_loads} --gpus {placement.cfg.ep} "
+                            f"--slots-per-gpu {a.experts // placement.cfg.ep} --redundant 0"
+                            if inst.workload.expert_loads and inst.workload.expert_placement == "balanced"
+                            and placement.cfg.ep > 1 else None),
     )
 
 
