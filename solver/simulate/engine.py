@@ -197,16 +197,7 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
             # A run of decode-only steps up to the next completion or the next arrival.
             steps = running[0][0] - k
             if pending and slots > 0:
-                gap = pending[0][0] - t
-                if model.decode_run_s(b, context, steps) > gap:
-                    lo, hi = 1, steps  # fewest steps whose run reaches the arrival
-                    while lo < hi:
-                        mid = (lo + hi) // 2
-                        if model.decode_run_s(b, context, mid) >= gap:
-                            hi = mid
-                        else:
-                            lo = mid + 1
-                    steps = lo
+                steps = _steps_to_reach(model, b, context, steps, pending[0][0] - t)  # up to the arrival
             if gated and slots > 0 and (waiting or pending):
                 # The new requests wait for the scheduler's next poll (the first at or after an arrival).
                 poll = every - since
