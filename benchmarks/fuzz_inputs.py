@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     counts: dict[str, int] = {}
     failures = []
-    slowest = 0.0
+    slowest, slowest_case = 0.0, -1
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for case in range(args.count):
@@ -142,14 +142,15 @@ def main(argv: list[str] | None = None) -> int:
                 except (RecursionError, ValueError):
                     path.write_text("[" * 100_000)
             code, secs, detail = run_case(str(path), args.hang_s)
-            slowest = max(slowest, secs)
+            if secs > slowest:
+                slowest, slowest_case = secs, case
             counts[str(code)] = counts.get(str(code), 0) + 1
             if code == "traceback" or code not in (0, 1, 2, 3) or secs > args.hang_s:
                 failures.append((case, code, round(secs, 1), detail))
             if (case + 1) % 500 == 0:
                 print(f"  {case + 1} cases, {time.perf_counter() - t0:.0f} s: {counts}", flush=True)
     print(f"{args.count} mutated instances (seed {args.seed}) in {time.perf_counter() - t0:.0f} s; exit codes "
-          f"{dict(sorted(counts.items()))}; slowest {slowest:.1f} s")
+          f"{dict(sorted(counts.items()))}; slowest {slowest:.1f} s (case {slowest_case})")
     print(f"tracebacks: {counts.get('traceback', 0)}; exit codes outside 0-3: "
           f"{sum(n for c, n in counts.items() if c not in ('0', '1', '2', '3', 'traceback'))}; "
           f"past {args.hang_s:g} s: {sum(1 for f in failures if f[2] > args.hang_s)}")

@@ -412,7 +412,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
         opt.index = i
     if expired is not None and expired():
         raise EnumerationExpired(f"the time limit ran out while listing the candidates ({len(out)} listed)")
-    return with_units(problem, out, optimistic)
+    return with_units(problem, out, optimistic, expired)
 
 
 def shape_coefficients(problem: Problem):
@@ -468,19 +468,22 @@ def levels_that_can_carry(problem: Problem, cfg: Config, levels: list[int], coef
     return levels[lo:]
 
 
-def with_units(problem: Problem, options: list[Option], optimistic: bool | None = None) -> list[Option]:
+def with_units(problem: Problem, options: list[Option], optimistic: bool | None = None,
+               expired=None) -> list[Option]:
     """(Re)build the integer tables of ``options`` at the finest units their magnitudes allow.
 
     The planner calls it again after pruning: the options left are close to the optimum, so the
     units get finer and the rounding smaller than over every candidate of a large cluster.
-    ``optimistic`` None keeps the options' rounding.
+    ``optimistic`` None keeps the options' rounding; ``expired`` as in :func:`enumerate_options`.
     """
     if optimistic is None:
         optimistic = bool(options) and options[0].units.optimistic
     units = units_for(list({id(o.coef): o.coef for o in options}.values()), problem, optimistic)
     tables: dict[tuple, tuple[list[IntStage], int]] = {}
     shared: dict = {}
-    for opt in options:
+    for n, opt in enumerate(options):
+        if expired is not None and n % 4096 == 0 and expired():
+            raise EnumerationExpired(f"the time limit ran out while costing the candidates ({n} of {len(options)})")
         opt.units = units
         c = opt.cfg
         key = (c.tp, c.pp, c.ep, c.adp, c.weights, c.kv_cache, opt.batch)  # the tables are dp-independent too
