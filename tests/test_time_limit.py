@@ -80,3 +80,19 @@ def test_a_diagnosis_too_large_to_list_in_time_claims_nothing(write_instance):
     assert time.monotonic() - t0 < 5.0
     assert proof["partial"] is True and proof["conflicts"] == [] and proof["verified"] is False
     assert "the candidates" in proof["partial_reason"]
+
+
+def test_a_plan_too_large_to_list_in_time_is_unknown(write_instance):
+    # The fuzz campaign's case 7469: Qwen3-235B with one "node" of 4,096 GPUs (attention DP up to
+    # 4,096 ranks) took 19 s to list its candidates under --time-limit 2. The listing now stops.
+    import json
+
+    from solver.search.planner import plan
+
+    data = json.loads((ROOT / "instances" / "qwen3_235b_8_h100.json").read_text())
+    data.pop("expect")
+    data["cluster"]["gpus_per_node"] = 4096
+    problem = load_problem(write_instance(data))
+    t0 = time.monotonic()
+    result = plan(problem, SolveParams(deadline=time.monotonic() + 0.5))
+    assert result.status == "unknown" and time.monotonic() - t0 < 5.0

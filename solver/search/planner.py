@@ -13,7 +13,7 @@ from .decode import decode
 from .exact import exact_value, learn, refine
 from .model import BuiltModel, build_model
 from .objectives import exact_objective, objective_chain, objective_value
-from .options import Option, Units, with_units
+from .options import EnumerationExpired, Option, Units, with_units
 from .params import SolveParams, VerificationError, configured_solver, status_name
 from .replicas import solve_options
 from .witness import best_even_split, option_lower_bound, split_values, witness
@@ -74,7 +74,10 @@ def feasible_plan(problem: Problem, params: SolveParams | None = None, only_gpus
         # A percentile target is only known by simulation: search with lazy cuts.
         return plan(problem, params, only_gpus=only_gpus, tie_breaks=False)
     t0 = time.perf_counter()
-    enumerated = solve_options(problem, only_gpus=only_gpus)
+    try:
+        enumerated = solve_options(problem, only_gpus=only_gpus, expired=params.expired)
+    except EnumerationExpired:
+        return PlanResult(status="unknown", time_s=time.perf_counter() - t0)
     options = [o for o in enumerated if not o.bound_violations and not o.memory_sum_exceeds]
     result = PlanResult(status="infeasible", options_considered=len(enumerated), options_in_model=len(options))
     placement = None
@@ -130,7 +133,11 @@ def plan(problem: Problem, params: SolveParams | None = None, only_gpus: int | N
     """
     params = params or SolveParams()
     t0 = time.perf_counter()
-    enumerated = solve_options(problem, only_gpus=only_gpus)
+    try:
+        # The command's deadline also bounds the listing of the candidates (a huge search space).
+        enumerated = solve_options(problem, only_gpus=only_gpus, expired=params.expired)
+    except EnumerationExpired:
+        return PlanResult(status="unknown", time_s=time.perf_counter() - t0)
     result = PlanResult(status="infeasible", options_considered=len(enumerated))
     primary, *chain = objective_chain(problem)
     exact_chain = [primary, *chain[:1]] if primary == "gpus" and tie_breaks else [primary]

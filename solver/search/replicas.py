@@ -28,6 +28,7 @@ from ..problem import Problem
 from .objectives import objective_chain
 from .options import (
     VERIFY_TOLERANCE,
+    EnumerationExpired,
     Option,
     balanced_cycle,
     batch_levels,
@@ -56,24 +57,31 @@ def dp_preference(problem: Problem) -> str | None:
     return None
 
 
-def solve_options(problem: Problem, only_gpus: int | None = None, optimistic: bool = False) -> list[Option]:
-    """The candidates of a solve: :func:`enumerate_options` less the dominated replica counts."""
+def solve_options(problem: Problem, only_gpus: int | None = None, optimistic: bool = False,
+                  expired=None) -> list[Option]:
+    """The candidates of a solve: :func:`enumerate_options` less the dominated replica counts.
+
+    ``expired`` (a callable) is polled as the list grows: :class:`EnumerationExpired` once it says True."""
     preference = dp_preference(problem)
     if (preference is None or problem.instance.workload.mode == "concurrency"
             or problem.instance.slo.percentile_targets()):
-        return enumerate_options(problem, only_gpus=only_gpus, optimistic=optimistic)
+        return enumerate_options(problem, only_gpus=only_gpus, optimistic=optimistic, expired=expired)
     inst, s = problem.instance, problem.search
     total = problem.ctx.hw.total_gpus
     dp_pin = problem.pins.dp
     coefficients = shape_coefficients(problem)
     at_rate = inst.workload.mode == "request_rate"
     groups = []
+    shapes = 0
     for tp in s.tp:
         for pp in s.pp:
             for ep in s.ep:
                 for adp in s.attention_dp:
                     for w in inst.precision.weights:
                         for kv in inst.precision.kv_cache:
+                            shapes += 1
+                            if expired is not None and shapes % 64 == 0 and expired():
+                                raise EnumerationExpired("the time limit ran out while listing the candidates")
                             per_replica = Config(tp, pp, 1, ep, w, kv, adp).gpus
                             dps = [d for d in s.dp if per_replica * d <= total
                                    and (dp_pin is None or d == dp_pin)
@@ -96,7 +104,9 @@ def solve_options(problem: Problem, only_gpus: int | None = None, optimistic: bo
     units = units_for(coefs, problem, optimistic)
     relaxed = units_for(coefs, problem, optimistic=True)
     out: list[Option] = []
-    for top, dps, b, coef in groups:
+    for n, (top, dps, b, coef) in enumerate(groups):
+        if expired is not None and n % 64 == 0 and expired():
+            raise EnumerationExpired("the time limit ran out while costing the candidates")
         if _never_feasible(problem, top, b, coef, relaxed):
             continue
         stages, ttft_t = build_int_stages(problem, coef, units)
@@ -122,7 +132,7 @@ def solve_options(problem: Problem, only_gpus: int | None = None, optimistic: bo
     out.sort(key=Option.rank_key)
     for i, opt in enumerate(out):
         opt.index = i
-    return with_units(problem, out, optimistic)
+    return with_units(problem, out, optimistic, expired)
 
 
 def _never_feasible(problem: Problem, cfg: Config, b: int, coef, relaxed) -> bool:
