@@ -179,27 +179,9 @@ def witness(problem: Problem, options: list[Option], rules: frozenset[str] | Non
 def known_split_feasible(problem: Problem, o: Option, splits: list[list[int]], evaluated: dict) -> bool:
     """True when one of ``splits`` (:func:`candidate_splits`) meets every rule on ``o``'s tables.
 
-    ``evaluated`` caches, per tables and split (replicas of a shape share both), the stage values
-    when they meet the rules that do not depend on dp (memory, TTFT), else None; only the
-    throughput bounds are checked per option. With learned facts (which name dp ranges) every
-    rule is checked per option.
-    """
-    if problem.learned:
-        return any(len(split) == o.cfg.pp and split_values(problem, o, split) is not None for split in splits)
-    for split in splits:
-        if len(split) != o.cfg.pp:
-            continue
-        key = ("static-ok", id(o.stages), tuple(split))
-        if key not in evaluated:
-            vals = evaluate_int(o, stage_counts(problem.arch.layer_kinds(), split))
-            cap = capacity_MiB(problem, o.units)
-            limit = ttft_limit(problem, o.units)
-            ok = all(v["mem"] <= cap for v in vals) and (limit is None or max(v["ttft"] for v in vals) <= limit)
-            evaluated[key] = vals if ok else None
-        vals = evaluated[key]
-        if vals is not None and all(v["cycle"] <= b for b in cycle_bounds(problem, o).values() for v in vals):
-            return True
-    return False
+    ``evaluated`` caches the stage values per tables and split (replicas of a shape share both)."""
+    return any(len(split) == o.cfg.pp and split_values(problem, o, split, evaluated=evaluated) is not None
+               for split in splits)
 
 
 def candidate_splits(problem: Problem, o: Option, rules: frozenset[str] | None) -> list[list[int]]:
