@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .diagnose import diagnose as _diagnose
+from .diagnose.disagg import disagg_bounds
 from .diagnose.proof import percentile_proof
 from .input.errors import InputError, from_validation_error, load_json
 from .input.prices import apply_prices
@@ -204,6 +205,8 @@ def _with_disaggregation(problem: Problem, params: SolveParams, agg: Report) -> 
                        "tpot_ms": (agg.document.get("metrics") or {}).get("tpot_ms")},
         "disaggregated": None if res.evaluation is None else disaggregated_json(problem, res.evaluation),
         "disaggregated_status": res.status, "disaggregated_note": res.note, "refuted": res.refuted,
+        # Why none exists, in numbers that bound every pool layout searched (solver.diagnose.disagg).
+        "disaggregated_bounds": disagg_bounds(problem) if res.status == "infeasible" else [],
         "designs": {"prefill": res.prefill_designs, "decode": res.decode_designs},
         "objective_unit": unit, "time_s": round(time.perf_counter() - t0, 4),
     }
@@ -222,8 +225,10 @@ def _with_disaggregation(problem: Problem, params: SolveParams, agg: Report) -> 
     doc["serving"] = block
     if chosen == "none" and mode == "disaggregated":
         doc["status"] = "infeasible" if res.status == "infeasible" else "unknown"
-        doc["proof"] = {"summary": f"no disaggregated plan: {res.note or res.status}",
-                        "aggregated": agg.document.get("proof")}
+        bounds = block["disaggregated_bounds"]
+        doc["proof"] = {"summary": "no disaggregated plan: " + ("; ".join(b["statement"] for b in bounds)
+                                                                 or res.note or res.status),
+                        "disaggregated_bounds": bounds, "aggregated": agg.document.get("proof")}
         code = EXIT_INFEASIBLE if res.status == "infeasible" else EXIT_UNKNOWN
         return Report(code, problem, doc, None, agg.result, doc["proof"])
     return Report(agg.exit_code, problem, doc, agg.evaluation, agg.result, agg.proof)

@@ -47,6 +47,10 @@ class SearchSpace:
     engine: str
     serving: str = "aggregated"
     attention_dp: tuple[int, ...] = (1,)
+    # The attention-DP ranks a disaggregated pool's worker may take (MoE): a worker's own layout,
+    # searched per pool even where the aggregated side keeps one rank (its replica counts come one
+    # at a time there, so ranks too would multiply its search).
+    pool_attention_dp: tuple[int, ...] = (1,)
 
 
 @dataclass
@@ -104,16 +108,19 @@ def _default_search(inst: Instance, arch: Architecture, total_gpus: int) -> tupl
         adp = _powers_of_two(cl.gpus_per_node)
     else:
         adp = (1,)
+    pool_adp = adp if s.attention_dp or not arch.is_moe else _powers_of_two(cl.gpus_per_node)
     if s.ep:
         ep = tuple(s.ep)
     elif arch.is_moe:
-        ep = tuple(e for e in _powers_of_two(max(tp) * max(adp)) if arch.experts % e == 0)
+        ep = tuple(e for e in _powers_of_two(max(tp) * max(adp + (pool_adp if every else ()))) if arch.experts % e == 0)
     else:
         ep = (1,)
     for key, val, given in (("tp", tp, s.tp), ("pp", pp, s.pp), ("dp", dp, s.dp), ("ep", ep, s.ep),
                             ("attention_dp", adp, s.attention_dp)):
         if not given:
             defaults[f"search.{key}"] = list(val)
+    if every and pool_adp != adp:
+        defaults["search.attention_dp (disaggregated pool workers)"] = list(pool_adp)
     # A pinned degree outside the search space joins it, so that a proof can refute it.
     pins = inst.strategy
     extra = {"tp": pins.tp, "pp": pins.pp or (len(pins.layers_per_stage) if pins.layers_per_stage else None),
@@ -125,7 +132,7 @@ def _default_search(inst: Instance, arch: Architecture, total_gpus: int) -> tupl
             defaults[f"search.{key} (pinned value added)"] = val
     return SearchSpace(tuple(sorted(lists["tp"])), tuple(sorted(lists["pp"])), tuple(sorted(lists["dp"])),
                        tuple(sorted(lists["ep"])), s.uneven_layers, s.engine, s.serving,
-                       tuple(sorted(lists["attention_dp"]))), defaults
+                       tuple(sorted(lists["attention_dp"])), tuple(sorted(set(pool_adp) | lists["attention_dp"]))), defaults
 
 
 def _check_consistency(inst: Instance, arch: Architecture, file: str | None) -> None:
@@ -248,7 +255,8 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     cost_model = _included_cost_model(inst, file)
     version = inst.search.engine_version or eng.DEFAULT_VERSION
     eff = efficiency_for(gpu, cost_model, None if step_us is None else step_us * 1e-6,
-                         eng.request_overhead_ms(version) * 1e-3, eng.TOKEN_OVERHEAD_US * 1e-6)
+                         eng.request_overhead_ms(version) * 1e-3, eng.TOKEN_OVERHEAD_US * 1e-6,
+                         eng.DISAGG_HANDOFF_MS * 1e-3, eng.DISAGG_STEP_OVERHEAD_US * 1e-6)
     ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=eff,
                   memory=eng.memory_conventions(version))
     _check_consistency(inst, arch, file)
@@ -296,6 +304,8 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         "request_overhead_ms": round(e.request_overhead_s * 1e3, 3),
         "token_overhead_us": round(e.token_overhead_s * 1e6, 3),
         "moe_prefill_expert_us": round(e.moe_prefill_expert_s * 1e6, 3),
+        "kv_handoff_ms": round(e.kv_handoff_s * 1e3, 3),
+        "disagg_step_overhead_us": round(e.disagg_step_overhead_s * 1e6, 3),
     }
     if ctx.expert_imbalance:
         defaults["cost_model"]["ep_busiest_over_mean"] = {str(ep): f for ep, f in ctx.expert_imbalance}

@@ -33,6 +33,7 @@ from .physics import (
 )
 from .physics.disagg import (
     decode_figures,
+    decode_step_model,
     disagg_ttft_s,
     kv_transfer_s,
     prefill_figures,
@@ -428,8 +429,7 @@ class DisaggPlacement:
 
     def label(self) -> str:
         p, d = self.prefill.cfg, self.decode.cfg
-        return (f"{p.dp} prefill x (tp={p.tp} pp={p.pp}) + {d.dp} decode x (tp={d.tp} pp={d.pp}), "
-                f"{d.weights}/{d.kv_cache}")
+        return f"{p.dp} prefill x ({p.worker_label()}) + {d.dp} decode x ({d.worker_label()}), {d.weights}/{d.kv_cache}"
 
 
 @dataclass(frozen=True)
@@ -446,6 +446,7 @@ class DisaggMetrics:
     max_request_rate: float
     output_tokens_per_s: float  # capacity of the deployment
     gpus: int
+    handoff_ms: float = 0.0  # the engine's hand-off between the pools (Efficiency.kv_handoff_s), inside ttft_ms
 
 
 @dataclass
@@ -472,14 +473,14 @@ def disagg_metrics(problem: Problem, dp: DisaggPlacement) -> DisaggMetrics:
     ctx, wl, lim = problem.ctx, problem.instance.workload, problem.instance.limits
     p, d = dp.prefill, dp.decode
     pf = prefill_figures(step_model(ctx, p.cfg, p.layers_per_stage), wl.input_tokens, lim.max_num_batched_tokens)
-    dec = decode_figures(step_model(ctx, d.cfg, d.layers_per_stage), d.batch, wl.input_tokens, wl.output_tokens)
+    dec = decode_figures(decode_step_model(ctx, d.cfg, d.layers_per_stage), d.batch, wl.input_tokens, wl.output_tokens)
     link = transfer_link(ctx, dp.gpus)
     transfer = kv_transfer_s(ctx, p.cfg, d.cfg, wl.input_tokens, link)
     ttft = disagg_ttft_s(ctx, pf, dec, transfer)
     pre, dcap = pf.capacity_per_s * p.cfg.dp, dec.capacity_per_s * d.cfg.dp
     rate = min(pre, dcap)
     return DisaggMetrics(ttft * 1e3, dec.tpot_s * 1e3, pf.latency_s * 1e3, transfer * 1e3, link.kind, pre, dcap, rate,
-                         rate * wl.output_tokens, dp.gpus)
+                         rate * wl.output_tokens, dp.gpus, ctx.eff.kv_handoff_s * 1e3)
 
 
 def evaluate_disagg(problem: Problem, dp: DisaggPlacement, simulate: bool | None = None) -> DisaggEvaluation:
@@ -497,12 +498,12 @@ def evaluate_disagg(problem: Problem, dp: DisaggPlacement, simulate: bool | None
             if not r.rule.startswith(POOL_RULES_RESTATED):
                 reqs.append(Requirement(f"{name}.{r.rule}", f"{name} pool: {r.statement}", r.value, r.limit, r.unit,
                                         r.passed, r.slack))
-        k, gpn = pl.cfg.tp * pl.cfg.pp, hw.gpus_per_node
+        k, gpn = pl.cfg.replica_gpus, hw.gpus_per_node
         reqs.append(Requirement(f"{name}.worker_packing", f"a {name} worker of {k} GPUs must fill a divisor of a node "
                                 f"({gpn} GPUs) or whole nodes", k, gpn, "GPUs", packs_in_nodes(k, gpn)))
     m = disagg_metrics(problem, dp)
     p, d = dp.prefill.cfg, dp.decode.cfg
-    reqs.append(_upper("gpu_count", f"{p.dp} prefill workers x {p.tp * p.pp} + {d.dp} decode workers x {d.tp * d.pp} = "
+    reqs.append(_upper("gpu_count", f"{p.dp} prefill workers x {p.replica_gpus} + {d.dp} decode workers x {d.replica_gpus} = "
                        f"{dp.gpus} GPUs needed; the cluster has {hw.total_gpus}", dp.gpus, hw.total_gpus, "GPUs"))
     wl, slo = inst.workload, inst.slo
     if wl.mode == "request_rate":
@@ -513,7 +514,8 @@ def evaluate_disagg(problem: Problem, dp: DisaggPlacement, simulate: bool | None
                            m.decode_capacity_per_s, wl.request_rate, "req/s"))
     if slo.ttft_ms is not None:
         reqs.append(_upper("slo.ttft_ms", f"TTFT {m.ttft_ms:.1f} ms (prefill {m.prefill_latency_ms:.1f} + KV transfer "
-                           f"{m.transfer_ms:.2f} over {m.transfer_link} + a decode step) <= {slo.ttft_ms:g} ms",
+                           f"{m.transfer_ms:.2f} over {m.transfer_link} + hand-off {m.handoff_ms:g} + a decode step) "
+                           f"<= {slo.ttft_ms:g} ms",
                            m.ttft_ms, slo.ttft_ms, "ms"))
     if slo.tpot_ms is not None:
         reqs.append(_upper("slo.tpot_ms", f"TPOT {m.tpot_ms:.2f} ms <= {slo.tpot_ms:g} ms at {dp.decode.batch} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,118 @@ def test_strategy_verifies_a_disaggregated_layout():
 def test_bad_disaggregated_strategies_are_input_errors(text, needle):
     code, _, err = run_cli(str(INSTANCES / "llama70b_h100.json"), "--strategy", text)
     assert code == 2 and needle in err and "Traceback" not in err
+
+
+# --- the engines' hand-off and attention-DP pools ------------------------------------------------------
+
+
+def test_the_hand_off_and_decode_polling_are_one_figure_in_verifier_and_simulator(write_instance):
+    from solver.simulate.disagg import simulate_disagg
+    from solver.simulate.workload import closed_loop
+
+    data = json.loads(FLAGSHIP.read_text())
+    data.pop("expect", None)
+    figures = {}
+    for handoff_ms, step_us in ((0, 0), (100, 1000)):
+        data["cost_model"] = {"kv_handoff_ms": handoff_ms, "disagg_step_overhead_us": step_us}
+        problem = load_instance(write_instance(data, f"h{handoff_ms}.json"))
+        assert problem.defaults["cost_model"]["kv_handoff_ms"] == handoff_ms
+        ev = evaluate_disagg(problem, _pools(4, 1, 2, 1, 16), simulate=False)
+        one = closed_loop(1, 3, (2048, 2048), (64, 64), seed=0)  # one client: no queueing
+        sim = simulate_disagg(problem, (ev.placement.prefill.cfg, (80,)), (ev.placement.decode.cfg, (80,)), 16,
+                              ev.metrics.transfer_ms * 1e-3, one)
+        ttft_rule = next(r for r in ev.requirements if r.rule == "slo.ttft_ms")
+        assert f"hand-off {handoff_ms} " in ttft_rule.statement
+        figures[handoff_ms] = (ev.metrics, sim)
+    (m0, s0), (m1, s1) = figures[0], figures[100]
+    # The linear model: TPOT one step longer by the polling; TTFT by the hand-off and that step.
+    assert m1.tpot_ms - m0.tpot_ms == pytest.approx(1.0, rel=1e-6)
+    assert m1.ttft_ms - m0.ttft_ms == pytest.approx(100.0 + 1.0, rel=1e-6)
+    assert (m0.handoff_ms, m1.handoff_ms) == (0, 100)
+    # The simulator, one lone request at a time: the same hand-off, the same polling per step.
+    assert s1.ttft_ms.mean - s0.ttft_ms.mean == pytest.approx(101.0, abs=0.5)
+    assert s1.tpot_ms.mean - s0.tpot_ms.mean == pytest.approx(1.0, abs=0.05)
+
+
+def _deepseek_auto(write_instance) -> str:
+    data = json.loads((INSTANCES / "deepseekv3_4x8_h200.json").read_text())
+    data.pop("expect")
+    data["search"] = {"serving": "auto", "pp": [1]}
+    return write_instance(data, "deepseek_auto.json")
+
+
+def test_pools_with_attention_dp_are_searched_verified_and_launched(write_instance):
+    code, doc = run_json(_deepseek_auto(write_instance))
+    s, dis = doc["serving"], doc["disaggregated"]
+    assert code == 0 and s["chosen"] == "disaggregated"
+    assert doc["defaults"]["search.attention_dp"] == [1]  # the aggregated side keeps one rank
+    assert doc["defaults"]["search.attention_dp (disaggregated pool workers)"] == [1, 2, 4, 8]
+    pools = [dis["prefill"], dis["decode"]]
+    assert any(p["attention_dp"] > 1 for p in pools)
+    assert s["disaggregated"]["gpus_used"] < s["aggregated"]["gpus_used"]
+    assert all(r["passed"] for r in doc["requirements"])
+    # One GPU entry per rank of every worker, with its attention-DP rank.
+    assert len(doc["gpus"]) == dis["gpus_used"]
+    assert {g["attention_dp_rank"] for g in doc["gpus"] if g["pool"] == "decode"} == \
+        set(range(dis["decode"]["attention_dp"])) or dis["decode"]["attention_dp"] == 1
+    launch = doc["launch"]
+    wide = dis["decode"] if dis["decode"]["attention_dp"] > 1 else dis["prefill"]
+    name = "decode" if wide is dis["decode"] else "prefill"
+    assert all(f"--dp-size {wide['attention_dp']} --enable-dp-attention" in c for c in launch["sglang"][name])
+    assert f"attention_dp={wide['attention_dp']}" in launch["topology"]
+    trt = launch["trtllm"]
+    assert "disable_overlap_scheduler: true" in trt["ctx_config.yaml"]
+    assert "disable_overlap_scheduler" not in trt["gen_config.yaml"]
+    assert all("cache_transceiver_config:\n  backend: UCX" in trt[f] for f in ("ctx_config.yaml", "gen_config.yaml"))
+    assert f"context_servers:\n  num_instances: {dis['prefill']['workers']}" in trt["disagg_config.yaml"]
+    assert f"generation_servers:\n  num_instances: {dis['decode']['workers']}" in trt["disagg_config.yaml"]
+    assert all("--extra_llm_api_options ctx_config.yaml" in c for c in trt["prefill"])
+    assert all("--extra_llm_api_options gen_config.yaml" in c for c in trt["decode"])
+
+
+def test_strategy_takes_attention_dp_per_pool(write_instance):
+    path = _deepseek_auto(write_instance)
+    code, doc = run_json(path, "--strategy", "prefill=1xtp1adp8ep8,decode=2xtp1adp8ep8,weights=fp8,kv=fp8")
+    assert code == 0 and doc["status"] == "feasible"
+    assert doc["disaggregated"]["prefill"]["attention_dp"] == 8 and doc["disaggregated"]["decode"]["workers"] == 2
+    assert doc["disaggregated"]["gpus_used"] == 24
+    code, _, err = run_cli(path, "--strategy", "prefill=1xtp1adp0,decode=1xtp8")
+    assert code == 2 and "adpA" in err and "Traceback" not in err
+
+
+# --- why no disaggregated plan ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("slo, rate, rule, needle", [
+    ({"ttft_ms": 2000, "tpot_ms": 1}, 2, "decode.slo.tpot_ms", "the fastest decode worker that holds a sequence"),
+    ({"ttft_ms": 10, "tpot_ms": 60}, 2, "slo.ttft_ms", "the fastest pair"),
+    ({"ttft_ms": 20000, "tpot_ms": 60}, 200, "gpu_count", "the prefill pool needs at least"),
+])
+def test_the_proof_bounds_every_pool_layout(write_instance, slo, rate, rule, needle):
+    data = json.loads(Path(_l4(write_instance)).read_text())
+    data["search"]["serving"] = "disaggregated"
+    data["slo"], data["workload"]["request_rate"] = slo, rate
+    code, doc = run_json(write_instance(data, "forced.json"))
+    bounds = doc["proof"]["disaggregated_bounds"]
+    assert code == 1 and bounds and bounds[0]["rule"] == rule and needle in bounds[0]["statement"]
+    b = bounds[0]
+    assert b["value"] > b["limit"]  # each fact is a violated bound, with its numbers
+    if rule == "gpu_count":
+        # The bound is the model's own count: the same instance with that many GPUs has a plan.
+        data["cluster"]["nodes"] = math.ceil(b["value"] / data["cluster"]["gpus_per_node"])
+        code, doc = run_json(write_instance(data, "bigger.json"))
+        assert code == 0 and doc["disaggregated"]["gpus_used"] >= b["value"]
+    else:
+        code, out, _ = run_cli(write_instance(data, "text.json"))
+        assert code == 1 and "Why no disaggregated plan" in out and needle in out
+
+
+def test_the_proof_names_the_memory_of_the_closest_worker(write_instance):
+    data = json.loads(FLAGSHIP.read_text())
+    data.pop("expect")
+    data["cluster"].update(gpus_per_node=1, nodes=1)
+    data["search"] = {"serving": "disaggregated"}
+    code, doc = run_json(write_instance(data))
+    (b,) = doc["proof"]["disaggregated_bounds"]
+    assert code == 1 and b["rule"].startswith("prefill.mem_cap") and b["unit"] == "GiB"
+    assert "the closest, tp=1 pp=1" in b["statement"] and b["value"] > b["limit"]

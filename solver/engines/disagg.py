@@ -9,9 +9,13 @@ Flags as the engines document them:
 * vLLM disaggregated prefilling: every instance with ``--kv-transfer-config
   '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'`` (docs.vllm.ai, "NixlConnector Usage
   Guide"); vLLM ships no production router: its examples' proxy, llm-d or Dynamo fronts the pools.
-* TensorRT-LLM: ``trtllm-serve disaggregated -c`` a YAML listing ``context_servers`` and
-  ``generation_servers`` (TensorRT-LLM "disaggregated serving" docs), each started with its own
-  ``trtllm-serve``; given here as a note, with the per-pool commands.
+* TensorRT-LLM: every context (prefill) and generation (decode) server is its own ``trtllm-serve``
+  whose ``--extra_llm_api_options`` YAML adds ``cache_transceiver_config`` (``backend: UCX``,
+  ``max_tokens_in_buffer`` at least the longest prompt) and, on context servers,
+  ``disable_overlap_scheduler: true`` (not supported there); ``trtllm-serve disaggregated -c
+  disagg_config.yaml`` fronts them, the YAML listing ``context_servers`` and
+  ``generation_servers`` with ``num_instances`` and ``urls`` (TensorRT-LLM
+  ``examples/disaggregated/README.md``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ NIXL_CONFIG = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
 PREFILL_PORT, DECODE_PORT, BOOTSTRAP_PORT = 30000, 30100, 8998
 
 
+def _trtllm_server(cmd: str, config: str, url: str) -> str:
+    """One TensorRT-LLM pool server: the plan's command on its own port, with its pool's options file."""
+    port = url.rsplit(":", 1)[1]
+    cmd = cmd.replace("--extra_llm_api_options extra_llm_api_options.yaml", f"--extra_llm_api_options {config}")
+    return f"{cmd} --host 0.0.0.0 --port {port}"
+
+
 def disagg_launch(prefill: LaunchInput, decode: LaunchInput, prefill_workers: int, decode_workers: int,
                   primary: str = "vllm") -> dict[str, Any]:
     """Commands per pool (one per worker, ports numbered), the router, and a plain topology line."""
@@ -32,15 +43,23 @@ def disagg_launch(prefill: LaunchInput, decode: LaunchInput, prefill_workers: in
     vd, _, vd_notes = vllm.launch(decode)
     sp, sp_notes = sglang.launch(prefill)
     sd, sd_notes = sglang.launch(decode)
-    tp_cmd, _, _ = trtllm.launch(prefill)
-    td_cmd, _, _ = trtllm.launch(decode)
+    tp_cmd, tp_yaml, _ = trtllm.launch(prefill)
+    td_cmd, td_yaml, _ = trtllm.launch(decode)
+    buffer = max(prefill.max_num_batched_tokens, prefill.max_model_len)  # >= the longest prompt
+    transceiver = f"cache_transceiver_config:\n  backend: UCX\n  max_tokens_in_buffer: {buffer}\n"
+    # Each server's host, as the SGLang router names them: the node the worker runs on.
+    ctx_urls = [f"<prefill-{i}>:{PREFILL_PORT + i}" for i in range(prefill_workers)]
+    gen_urls = [f"<decode-{j}>:{DECODE_PORT + j}" for j in range(decode_workers)]
+
+    def servers(name: str, urls: list[str]) -> str:
+        return f"{name}:\n  num_instances: {len(urls)}\n  urls:\n" + "".join(f'    - "{u}"\n' for u in urls)
     pre = [f"# prefill worker {i}" for i in range(prefill_workers)]
     dec = [f"# decode worker {j}" for j in range(decode_workers)]
     out: dict[str, Any] = {
         "engine": primary,
-        "topology": (f"{prefill_workers} prefill worker(s) of {prefill.cfg.tp * prefill.cfg.pp} GPU(s) "
-                     f"(tp={prefill.cfg.tp} pp={prefill.cfg.pp}) -> KV cache -> {decode_workers} decode worker(s) of "
-                     f"{decode.cfg.tp * decode.cfg.pp} GPU(s) (tp={decode.cfg.tp} pp={decode.cfg.pp}), one router in "
+        "topology": (f"{prefill_workers} prefill worker(s) of {prefill.cfg.replica_gpus} GPU(s) "
+                     f"({prefill.cfg.worker_label()}) -> KV cache -> {decode_workers} decode worker(s) of "
+                     f"{decode.cfg.replica_gpus} GPU(s) ({decode.cfg.worker_label()}), one router in "
                      "front sending each request to a prefill and a decode worker"),
         "vllm": {
             "prefill": [f"{vp} --port {PREFILL_PORT + i} --kv-transfer-config '{NIXL_CONFIG}'"
@@ -62,10 +81,13 @@ def disagg_launch(prefill: LaunchInput, decode: LaunchInput, prefill_workers: in
                       + " --host 0.0.0.0 --port 8000",
         },
         "trtllm": {
-            "prefill": [tp_cmd] * prefill_workers,
-            "decode": [td_cmd] * decode_workers,
-            "router": "trtllm-serve disaggregated -c disagg_config.yaml (context_servers: the prefill workers' "
-                      "URLs; generation_servers: the decode workers')",
+            "prefill": [_trtllm_server(tp_cmd, "ctx_config.yaml", u) for u in ctx_urls],
+            "decode": [_trtllm_server(td_cmd, "gen_config.yaml", u) for u in gen_urls],
+            "router": "trtllm-serve disaggregated -c disagg_config.yaml",
+            "ctx_config.yaml": tp_yaml + "disable_overlap_scheduler: true\n" + transceiver,
+            "gen_config.yaml": td_yaml + transceiver,
+            "disagg_config.yaml": ("hostname: 0.0.0.0\nport: 8000\nbackend: pytorch\n"
+                                   + servers("context_servers", ctx_urls) + servers("generation_servers", gen_urls)),
         },
         "workers": {"prefill": pre, "decode": dec},
         "notes": sorted(set(vp_notes + vd_notes + sp_notes + sd_notes)),

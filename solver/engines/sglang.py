@@ -41,6 +41,13 @@ STEP_OVERHEAD_US: float | None = 3370.0
 # Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
 # Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
 TOKEN_OVERHEAD_US: float = 10.0
+# Disaggregated serving (solver.physics.efficiency.Efficiency.kv_handoff_s / disagg_step_overhead_s),
+# fitted on every third disaggregated calibration row that gives its worker counts
+# (benchmarks/disagg_fidelity.py --fit; grids 0-200 ms by 25, 0-3000 us by 500): on SGLang's 28 rows
+# (DeepSeek-R1/V3 on B200 / GB200 / GB300, 0.5.5-0.5.8) a 75 ms hand-off (the decode worker's
+# pre-allocation, the prefill worker's bootstrap wait and the transfer's polling), and no per-step cost.
+DISAGG_HANDOFF_MS: float = 75.0
+DISAGG_STEP_OVERHEAD_US: float = 0.0
 REQUEST_OVERHEAD_MS: float = 5.0
 
 

@@ -86,6 +86,13 @@ STEP_OVERHEAD_US: float | None = 461.5
 # Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
 # Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
 TOKEN_OVERHEAD_US: float = 11.9
+# Disaggregated serving (solver.physics.efficiency.Efficiency.kv_handoff_s / disagg_step_overhead_s),
+# fitted on every third disaggregated calibration row that gives its worker counts
+# (benchmarks/disagg_fidelity.py --fit; grids 0-200 ms by 25, 0-3000 us by 500): vLLM has 5 such rows,
+# all one deployment (Kimi-K2.5 NVFP4 on GB200, 0.18, NixlConnector behind a proxy that sends each
+# request twice): a 175 ms hand-off and 1.5 ms per decode step. Thin evidence; override per deployment.
+DISAGG_HANDOFF_MS: float = 175.0
+DISAGG_STEP_OVERHEAD_US: float = 1500.0
 REQUEST_OVERHEAD_MS: float = 40.0
 
 

@@ -413,6 +413,12 @@ class CostModelSpec(Strict):
     request_overhead_ms: float | None = Field(
         None, ge=0, le=1e5, description="Per request, from the client's send to the engine's queue (front end), ms."
     )
+    kv_handoff_ms: float | None = Field(
+        None, ge=0, le=1e5, description="Disaggregated serving: per request, the hand-off between the pools beyond "
+        "moving the KV bytes (decode-side allocation, transfer polling, the router's second hop), ms.")
+    disagg_step_overhead_us: float | None = Field(
+        None, ge=0, le=1e5, description="Disaggregated serving: per step of a decode worker, the polling of the KV "
+        "transfers in flight, us.")
     moe_prefill_expert_us: float | None = Field(
         None, ge=0, le=1e4, description="Per routed expert a GPU holds, per MoE layer, on a step carrying prompt "
         "tokens (grouped-GEMM and routing work per expert), us.")

@@ -58,8 +58,9 @@ def parse_strategy(text: str) -> dict[str, Any]:
 
 
 _POOL_KEYS = ("prefill", "decode")
-_DISAGG_ACCEPTED = ("a disaggregated layout: prefill=NxtpT[ppP][epE],decode=NxtpT[ppP][epE] (N workers of tp T), "
-                    "optionally weights=..., kv=...; e.g. prefill=1xtp4,decode=1xtp2,weights=fp8")
+_DISAGG_ACCEPTED = ("a disaggregated layout: prefill=NxtpT[ppP][adpA][epE],decode=NxtpT[ppP][adpA][epE] (N workers "
+                    "of tp T, A attention-DP ranks), optionally weights=..., kv=...; e.g. "
+                    "prefill=1xtp4,decode=1xtp2,weights=fp8 or prefill=2xtp1adp4ep4,decode=1xtp1adp8ep8")
 
 
 def is_disaggregated(text: str) -> bool:
@@ -68,7 +69,7 @@ def is_disaggregated(text: str) -> bool:
 
 
 def parse_disagg_strategy(text: str) -> dict[str, Any]:
-    """``prefill=2xtp2,decode=1xtp4,weights=fp8`` -> {"prefill": {workers, tp, pp, ep}, "decode": {...}, ...}."""
+    """``prefill=2xtp2,decode=1xtp4,weights=fp8`` -> {"prefill": {workers, tp, pp, attention_dp, ep}, "decode": ...}."""
     out: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         if "=" not in part:
@@ -77,11 +78,11 @@ def parse_disagg_strategy(text: str) -> dict[str, Any]:
         if key in out:
             raise InputError("--strategy", key, value, f"{key} is given twice")
         if key in _POOL_KEYS:
-            m = re.fullmatch(r"(\d+)x(?:tp)?(\d+)(?:pp(\d+))?(?:ep(\d+))?", value)
-            if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+            m = re.fullmatch(r"(\d+)x(?:tp)?(\d+)(?:pp(\d+))?(?:adp(\d+))?(?:ep(\d+))?", value)
+            if not m or any(int(g) < 1 for g in m.groups() if g is not None):
                 raise InputError("--strategy", key, value, _DISAGG_ACCEPTED)
             out[key] = {"workers": int(m.group(1)), "tp": int(m.group(2)), "pp": int(m.group(3) or 1),
-                        "ep": int(m.group(4) or 1)}
+                        "attention_dp": int(m.group(4) or 1), "ep": int(m.group(5) or 1)}
         elif key == "weights" and value in WEIGHT_DTYPES:
             out["weights"] = value
         elif key in ("kv", "kv_cache") and value in KV_DTYPES:

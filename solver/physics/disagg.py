@@ -11,19 +11,23 @@ The step times are the aggregated engine's (:mod:`.steps`, the same model the si
 * the **KV transfer** moves every layer's KV of the prompt (``kv_bytes_per_token x I``) from the
   prefill worker's GPUs to the decode worker's, each GPU its shard in parallel over the slower of
   the two ends' links (NVLink inside a node, the network between nodes), plus one message latency;
-* **TTFT** = the engine's front-end overhead + the lone prefill + the transfer + one decode step
-  (the first token is streamed once the decode worker has admitted the sequence).
+* the **hand-off** (``Efficiency.kv_handoff_s``, the engine's): what moving a prompt between the
+  pools costs beyond its bytes (the decode worker's KV allocation, the transfer's completion being
+  polled, the router's second hop); a decode worker's steps also poll the transfers in flight
+  (``Efficiency.disagg_step_overhead_s`` per step, :func:`decode_step_model`);
+* **TTFT** = the engine's front-end overhead + the lone prefill + the transfer + the hand-off + one
+  decode step (the first token is streamed once the decode worker has admitted the sequence).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..input.schema import LinkSpec
 from .layout import Config, Context
 from .memory import kv_bytes_per_token
-from .steps import StepModel
+from .steps import StepModel, step_model
 from .timing import causal_pairs
 
 
@@ -43,6 +47,15 @@ class DecodeFigures:
     batch: int
     tpot_s: float
     capacity_per_s: float
+
+
+def decode_step_model(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...]) -> StepModel:
+    """A decode worker's steps: the aggregated engine's, each stage also polling the KV transfers in flight."""
+    base = step_model(ctx, cfg, layers_per_stage)
+    extra = ctx.eff.disagg_step_overhead_s
+    if not extra:
+        return base
+    return replace(base, stages=tuple(replace(st, overhead_s=st.overhead_s + extra) for st in base.stages))
 
 
 def prefill_figures(model: StepModel, input_tokens: int, step_tokens: int) -> PrefillFigures:
@@ -93,4 +106,4 @@ def transfer_link(ctx: Context, gpus_used: int) -> LinkSpec:
 
 def disagg_ttft_s(ctx: Context, pf: PrefillFigures, dec: DecodeFigures, transfer_s: float) -> float:
     """TTFT of a disaggregated plan without queueing (the simulator adds it)."""
-    return ctx.eff.request_overhead_s + pf.latency_s + transfer_s + dec.tpot_s
+    return ctx.eff.request_overhead_s + pf.latency_s + transfer_s + ctx.eff.kv_handoff_s + dec.tpot_s

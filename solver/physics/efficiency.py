@@ -31,6 +31,12 @@ class Efficiency:
     # expert is touched then): the grouped-GEMM and routing work each expert costs whatever its
     # tokens, outside the CUDA graphs that capture decode-only steps.
     moe_prefill_expert_s: float = MOE_PREFILL_EXPERT_S
+    # Disaggregated serving (the engine's, solver/engines/*.py DISAGG_*): per request, the hand-off of a
+    # prompt between the pools beyond moving its bytes (the decode worker's KV allocation and the
+    # prefill worker's wait for it, the transfer's completion being polled, the router's second hop);
+    # and per step of a decode worker, the polling of the KV transfers in flight.
+    kv_handoff_s: float = 0.0
+    disagg_step_overhead_s: float = 0.0
 
 
 # Calibrated against the calibration data's performance rows (benchmarks/fidelity.py prints the
@@ -55,9 +61,11 @@ EFFICIENCY_BY_FAMILY: dict[str, Efficiency] = {
 
 
 def efficiency_for(gpu: GpuCard, spec: CostModelSpec | None = None, step_overhead_s: float | None = None,
-                   request_overhead_s: float | None = None, token_overhead_s: float | None = None) -> Efficiency:
+                   request_overhead_s: float | None = None, token_overhead_s: float | None = None,
+                   kv_handoff_s: float = 0.0, disagg_step_overhead_s: float = 0.0) -> Efficiency:
     """The family defaults, the engine's overheads when it has them, and the instance's overrides."""
-    base = EFFICIENCY_BY_FAMILY[gpu.family]
+    base = replace(EFFICIENCY_BY_FAMILY[gpu.family], kv_handoff_s=kv_handoff_s,
+                   disagg_step_overhead_s=disagg_step_overhead_s)
     if token_overhead_s is not None:
         base = replace(base, token_overhead_s=token_overhead_s)
     if step_overhead_s is not None:
@@ -79,4 +87,7 @@ def efficiency_for(gpu: GpuCard, spec: CostModelSpec | None = None, step_overhea
         token_overhead_s=base.token_overhead_s if spec.token_overhead_us is None else spec.token_overhead_us * 1e-6,
         moe_prefill_expert_s=(base.moe_prefill_expert_s if spec.moe_prefill_expert_us is None
                               else spec.moe_prefill_expert_us * 1e-6),
+        kv_handoff_s=base.kv_handoff_s if spec.kv_handoff_ms is None else spec.kv_handoff_ms * 1e-3,
+        disagg_step_overhead_s=(base.disagg_step_overhead_s if spec.disagg_step_overhead_us is None
+                                else spec.disagg_step_overhead_us * 1e-6),
     )

@@ -51,6 +51,11 @@ class Config:
         """GPUs of one replica (an engine instance): stages x TP x attention-DP ranks."""
         return self.tp * self.pp * self.adp
 
+    def worker_label(self) -> str:
+        """One worker's (replica's) layout: ``tp=4 pp=1``, with its attention-DP ranks and EP degree where used."""
+        extra = (f" attention_dp={self.adp}" if self.adp > 1 else "") + (f" ep={self.ep}" if self.ep > 1 else "")
+        return f"tp={self.tp} pp={self.pp}{extra}"
+
     def label(self) -> str:
         ep = f",ep={self.ep}" if self.ep > 1 else ""
         adp = f",attention_dp={self.adp}" if self.adp > 1 else ""

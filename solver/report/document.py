@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -223,8 +224,7 @@ def to_json(doc: dict[str, Any]) -> str:
 
 def _worker(p: Placement) -> Placement:
     """One worker of a pool (the pool's count is the plan's, not the worker's)."""
-    return Placement(Config(p.cfg.tp, p.cfg.pp, 1, p.cfg.ep, p.cfg.weights, p.cfg.kv_cache), p.batch,
-                     tuple(p.layers_per_stage))
+    return Placement(dataclasses.replace(p.cfg, dp=1), p.batch, tuple(p.layers_per_stage))
 
 
 def disaggregated_json(problem: Problem, ev: DisaggEvaluation) -> dict[str, Any]:
@@ -233,7 +233,8 @@ def disaggregated_json(problem: Problem, ev: DisaggEvaluation) -> dict[str, Any]
 
     def pool(name: str, p: Placement, pev: Evaluation, capacity: float, extra: dict[str, Any]) -> dict[str, Any]:
         st = pev.stages
-        return {"workers": p.cfg.dp, "tp": p.cfg.tp, "pp": p.cfg.pp, "ep": p.cfg.ep, "weights": p.cfg.weights,
+        return {"workers": p.cfg.dp, "tp": p.cfg.tp, "pp": p.cfg.pp, "attention_dp": p.cfg.adp, "ep": p.cfg.ep,
+                "weights": p.cfg.weights,
                 "kv_cache": p.cfg.kv_cache, "gpus": p.cfg.gpus, "layers_per_stage": list(p.layers_per_stage),
                 "capacity_request_rate": round(capacity, 4),
                 "memory_GiB": [{k: round(v, 3) for k, v in s.memory_GiB.items()} for s in st], **extra}
@@ -247,12 +248,14 @@ def disaggregated_json(problem: Problem, ev: DisaggEvaluation) -> dict[str, Any]
         "decode": pool("decode", dp.decode, ev.decode, m.decode_capacity_per_s,
                        {"sequences_per_worker": dp.decode.batch, "tpot_ms": round(m.tpot_ms, 4)}),
         "kv_transfer_ms": round(m.transfer_ms, 4), "kv_transfer_link": m.transfer_link,
+        "kv_handoff_ms": round(m.handoff_ms, 3),
         "ttft_ms": round(m.ttft_ms, 3), "tpot_ms": round(m.tpot_ms, 4), "gpus_used": m.gpus,
         "max_request_rate": round(m.max_request_rate, 4), "output_tokens_per_s": round(served, 3),
         "output_tokens_per_s_per_gpu": round(served / m.gpus, 3),
         **cost_metrics(problem, m.gpus, served),
         "statement": (f"{dp.label()}: {m.gpus} GPUs, TTFT {m.ttft_ms:.1f} ms (prefill {m.prefill_latency_ms:.1f} + "
-                      f"KV transfer {m.transfer_ms:.2f} over {m.transfer_link} + a decode step), TPOT "
+                      f"KV transfer {m.transfer_ms:.2f} over {m.transfer_link} + hand-off {m.handoff_ms:g} + a decode "
+                      "step), TPOT "
                       f"{m.tpot_ms:.2f} ms, pools carry {m.prefill_capacity_per_s:.2f} / "
                       f"{m.decode_capacity_per_s:.2f} req/s"),
     }
@@ -268,10 +271,13 @@ def disaggregated_document(problem: Problem, status: str, ev: DisaggEvaluation, 
     for name, p, pev in (("prefill", dp.prefill, ev.prefill), ("decode", dp.decode, ev.decode)):
         for w in range(p.cfg.dp):
             for s in range(p.cfg.pp):
-                for t in range(p.cfg.tp):
-                    gpus.append({"id": gid, "node": gid // gpn, "pool": name, "worker": w, "stage": s, "tp_rank": t,
-                                 "dp_rank": w,
-                                 "memory_GiB": {k: round(v, 3) for k, v in pev.stages[s].memory_GiB.items()}})
+                for g in range(p.cfg.moe_group):  # tp x attention-DP ranks per stage
+                    entry = {"id": gid, "node": gid // gpn, "pool": name, "worker": w, "stage": s, "tp_rank": g % p.cfg.tp,
+                             "dp_rank": w}
+                    if p.cfg.adp > 1:
+                        entry["attention_dp_rank"] = g // p.cfg.tp
+                    entry["memory_GiB"] = {k: round(v, 3) for k, v in pev.stages[s].memory_GiB.items()}
+                    gpus.append(entry)
                     gid += 1
     served = block["output_tokens_per_s"]
     metrics = {
@@ -279,7 +285,8 @@ def disaggregated_document(problem: Problem, status: str, ev: DisaggEvaluation, 
         "output_tokens_per_s": served, "capacity_output_tokens_per_s": round(ev.metrics.output_tokens_per_s, 3),
         "output_tokens_per_s_per_gpu": round(ev.metrics.output_tokens_per_s / ev.metrics.gpus, 3),
         "served_output_tokens_per_s_per_gpu": block["output_tokens_per_s_per_gpu"],
-        "max_concurrency": dp.decode.batch * dp.decode.cfg.dp, "kv_capacity_sequences": dp.decode.batch * dp.decode.cfg.dp,
+        "max_concurrency": dp.decode.batch * dp.decode.cfg.dp,
+        "kv_capacity_sequences": dp.decode.batch * dp.decode.cfg.dp,
         "max_request_rate": block["max_request_rate"], "batch_per_replica": dp.decode.batch,
         "gpus_used": ev.metrics.gpus, **cost_metrics(problem, ev.metrics.gpus, served),
     }

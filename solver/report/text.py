@@ -202,6 +202,10 @@ def render_proof(proof: dict[str, Any], md: bool = False) -> str:
                        f"{len(caps)} stages must fit in usable {caps[0]['numbers']['limit']:.2f} GiB per GPU; "
                        f"with the other members enforced, the lightest placement still needs "
                        f"{worst[0]:.2f} GiB on {worst[1][8:-1].replace('=', ' ')} (each stage's figure is in the JSON proof)")
+    bounds = proof.get("disaggregated_bounds") or []
+    if bounds:
+        out.append(h("Why no disaggregated plan (each a bound over every pool layout searched)"))
+        out += [f"  {i}. [{b['rule']}] {b['statement']}" for i, b in enumerate(bounds, 1)]
     lb = proof.get("lower_bounds") or {}
     if lb:
         out.append(h("Bounds from the physics (hold for every configuration)"))
@@ -302,6 +306,13 @@ def render_capacity(doc: dict[str, Any], md: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def _pool_layout(pool: dict[str, Any]) -> str:
+    """``tp=4 pp=1`` of a pool's worker, with its attention-DP ranks and EP degree where used."""
+    extra = (f" attention_dp={pool['attention_dp']}" if pool.get("attention_dp", 1) > 1 else "") + \
+        (f" ep={pool['ep']}" if pool.get("ep", 1) > 1 else "")
+    return f"tp={pool['tp']} pp={pool['pp']}{extra}"
+
+
 def _serving_lines(doc: dict[str, Any], h, md: bool) -> list[str]:
     """Aggregated against disaggregated serving, and a chosen disaggregated plan's pools and launch."""
     sv = doc.get("serving")
@@ -318,8 +329,8 @@ def _serving_lines(doc: dict[str, Any], h, md: bool) -> list[str]:
         rows.append(["aggregated", agg["status"], "-", "-", "-", "-"])
     if dis:
         p, d = dis["prefill"], dis["decode"]
-        rows.append(["disaggregated", f"{p['workers']} x prefill tp={p['tp']} pp={p['pp']} + {d['workers']} x decode "
-                     f"tp={d['tp']} pp={d['pp']} {d['weights']}/{d['kv_cache']}", str(dis["gpus_used"]),
+        rows.append(["disaggregated", f"{p['workers']} x prefill {_pool_layout(p)} + {d['workers']} x decode "
+                     f"{_pool_layout(d)} {d['weights']}/{d['kv_cache']}", str(dis["gpus_used"]),
                      _fmt(dis["ttft_ms"]), _fmt(dis["tpot_ms"]), _fmt(dis.get("objective"))])
     else:
         rows.append(["disaggregated", f"{sv['disaggregated_status']}: {sv['disaggregated_note']}", "-", "-", "-", "-"])
@@ -333,7 +344,8 @@ def _serving_lines(doc: dict[str, Any], h, md: bool) -> list[str]:
     for name in ("prefill", "decode"):
         pool = dis[name]
         mem = pool["memory_GiB"][0]
-        out.append(f"  {name} pool: {pool['workers']} worker(s) x {pool['tp'] * pool['pp']} GPU(s), "
+        out.append(f"  {name} pool: {pool['workers']} worker(s) x {pool['gpus'] // max(1, pool['workers'])} GPU(s) "
+                   f"({_pool_layout(pool)}), "
                    f"{pool['capacity_request_rate']:.2f} req/s; per GPU (stage 0) weights {mem['weights']:.2f} + KV "
                    f"{mem['kv_cache']:.2f} + activations {mem['activations']:.2f} + overhead {mem['overhead']:.2f} = "
                    f"{mem['total']:.2f} / {mem['capacity']:.2f} GiB")
@@ -350,6 +362,9 @@ def _serving_lines(doc: dict[str, Any], h, md: bool) -> list[str]:
             cmds = launch[eng]
             out += fence + [f"  [{eng}] {c}" for c in cmds["prefill"] + cmds["decode"]] + \
                 [f"  [{eng}] router: {cmds['router']}"] + (["```"] if md else [])
+            for name in (k for k in cmds if k.endswith(".yaml")):  # the files the commands read
+                out += [f"  [{eng}] {name}:"] + (["```yaml"] if md else []) + \
+                    [f"    {line}" for line in cmds[name].splitlines()] + (["```"] if md else [])
         for n in launch.get("notes", []):
             out.append(f"  note: {n}")
     return out

@@ -20,13 +20,23 @@ is cut and the model solved again, up to ``simulation.max_candidates`` times.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from ..physics import Config, even_split, packs_in_nodes, step_model
-from ..physics.disagg import decode_figures, disagg_ttft_s, kv_transfer_s, prefill_figures
+from ..physics import Config, even_split, packs_in_nodes, replica_seq_cap, step_model
+from ..physics.disagg import (
+    DecodeFigures,
+    PrefillFigures,
+    decode_figures,
+    decode_step_model,
+    disagg_ttft_s,
+    kv_transfer_s,
+    prefill_figures,
+)
 from ..problem import RATE_LEVELS, Problem
 from ..verify import (
     POOL_RULES_RESTATED,
@@ -54,7 +64,7 @@ class PoolDesign:
 
     @property
     def gpus(self) -> int:
-        return self.cfg.tp * self.cfg.pp
+        return self.cfg.replica_gpus
 
 
 @dataclass
@@ -74,27 +84,35 @@ def _pool_fits(problem: Problem, placement: Placement) -> bool:
     return all(r.passed for r in ev.requirements if not r.rule.startswith(POOL_RULES_RESTATED))
 
 
-def _configs(problem: Problem) -> list[tuple[Config, tuple[int, ...]]]:
+def pool_configs(problem: Problem) -> list[tuple[Config, tuple[int, ...]]]:
+    """Every worker layout a pool may take (one worker: dp 1), with its even layer split."""
     s, inst, a = problem.search, problem.instance, problem.arch
     out = []
-    for tp in s.tp:
-        for pp in s.pp:
-            if pp > a.layers or not packs_in_nodes(tp * pp, problem.ctx.hw.gpus_per_node):
-                continue
-            if tp * pp > problem.ctx.hw.total_gpus:
-                continue
-            for ep in s.ep:
-                for w in inst.precision.weights:
-                    for kv in inst.precision.kv_cache:
-                        out.append((Config(tp, pp, 1, ep, w, kv), tuple(even_split(a.layers, pp))))
+    hw = problem.ctx.hw
+    for tp, pp, adp in itertools.product(s.tp, s.pp, s.pool_attention_dp):
+        # A worker with attention DP: adp ranks of tp GPUs per stage (the pool rules check the engine's layout).
+        k = tp * pp * adp
+        if pp > a.layers or not packs_in_nodes(k, hw.gpus_per_node) or k > hw.total_gpus:
+            continue
+        for ep, w, kv in itertools.product(s.ep, inst.precision.weights, inst.precision.kv_cache):
+            out.append((Config(tp, pp, 1, ep, w, kv, adp), tuple(even_split(a.layers, pp))))
     return out
+
+
+def pair_ttft_s(problem: Problem, p: PoolDesign, d: PoolDesign, link) -> float:
+    """TTFT without queueing of a prefill and a decode design, the KV crossing ``link``: the designs'
+    own figures (a lone prompt's latency, TPOT at the decode design's batch)."""
+    ctx = problem.ctx
+    return disagg_ttft_s(ctx, PrefillFigures(p.latency_s, p.capacity_per_s, p.batch),
+                         DecodeFigures(d.batch, d.latency_s, d.capacity_per_s),
+                         kv_transfer_s(ctx, p.cfg, d.cfg, problem.instance.workload.input_tokens, link))
 
 
 def prefill_designs(problem: Problem) -> list[PoolDesign]:
     """Every prefill worker layout that holds one step's prompts, with its capacity and latency."""
     wl, lim = problem.instance.workload, problem.instance.limits
     out = []
-    for cfg, layers in _configs(problem):
+    for cfg, layers in pool_configs(problem):
         pf = prefill_figures(step_model(problem.ctx, cfg, layers), wl.input_tokens, lim.max_num_batched_tokens)
         if pf.prompts_per_step > lim.max_num_seqs or not _pool_fits(problem, Placement(cfg, pf.prompts_per_step, layers)):
             continue
@@ -107,18 +125,28 @@ def decode_designs(problem: Problem) -> list[PoolDesign]:
     inst = problem.instance
     wl, lim, tpot_limit = inst.workload, inst.limits, inst.slo.tpot_ms
     out = []
-    for cfg, layers in _configs(problem):
-        model = step_model(problem.ctx, cfg, layers)
-        best = None
-        for b in (lv for lv in RATE_LEVELS if lv <= lim.max_num_seqs):
+    for cfg, layers in pool_configs(problem):
+        model = decode_step_model(problem.ctx, cfg, layers)
+        figures = []
+        for b in (lv for lv in RATE_LEVELS if lv <= replica_seq_cap(lim.max_num_seqs, cfg)):
             dec = decode_figures(model, b, wl.input_tokens, wl.output_tokens)
             if tpot_limit is not None and dec.tpot_s * 1e3 > tpot_limit:
                 break  # TPOT grows with the batch
-            if not _pool_fits(problem, Placement(cfg, b, layers)):
-                break  # so does memory
-            best = PoolDesign(cfg, layers, b, dec.capacity_per_s, dec.tpot_s)
-        if best is not None:
-            out.append(best)
+            figures.append(dec)
+        # The pool's rules (memory, the batch cap; the layout's whatever the batch) only tighten as the
+        # batch grows: the largest level that passes, by bisection.
+        lo, hi = 0, len(figures)  # figures[:lo] pass, figures[hi:] fail
+        if figures and not _pool_fits(problem, Placement(cfg, figures[0].batch, layers)):
+            hi = 0  # a layout the pool rules refuse at any batch (most of the space)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _pool_fits(problem, Placement(cfg, figures[mid].batch, layers)):
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo:
+            dec = figures[lo - 1]
+            out.append(PoolDesign(cfg, layers, dec.batch, dec.capacity_per_s, dec.tpot_s))
     return out
 
 
@@ -144,10 +172,8 @@ def plan_disagg(problem: Problem, time_limit_s: float = 10.0, seed: int = 0) -> 
             return result
         (i, x, j, y), status = found
         p, d = pre[i], dec[j]
-        placement = DisaggPlacement(Placement(Config(p.cfg.tp, p.cfg.pp, x, p.cfg.ep, p.cfg.weights, p.cfg.kv_cache),
-                                              p.batch, p.layers),
-                                    Placement(Config(d.cfg.tp, d.cfg.pp, y, d.cfg.ep, d.cfg.weights, d.cfg.kv_cache),
-                                              d.batch, d.layers))
+        placement = DisaggPlacement(Placement(dataclasses.replace(p.cfg, dp=x), p.batch, p.layers),
+                                    Placement(dataclasses.replace(d.cfg, dp=y), d.batch, d.layers))
         ev = evaluate_disagg(problem, placement, simulate=inst.simulation.enabled)
         if ev.feasible:
             result.status, result.evaluation = status, ev
@@ -196,13 +222,8 @@ def _solve(problem: Problem, pre: list[PoolDesign], dec: list[PoolDesign], cuts,
             if (p.cfg.weights, p.cfg.kv_cache) != (d.cfg.weights, d.cfg.kv_cache):
                 m.add_bool_or([u[i].Not(), v[j].Not()])
                 continue
-            pf = prefill_figures(step_model(ctx, p.cfg, p.layers), wl.input_tokens,
-                                 inst.limits.max_num_batched_tokens)
-            df = decode_figures(step_model(ctx, d.cfg, d.layers), d.batch, wl.input_tokens, wl.output_tokens)
-            near = math.ceil(disagg_ttft_s(ctx, pf, df, kv_transfer_s(ctx, p.cfg, d.cfg, wl.input_tokens, hw.intra))
-                             * TIME_SCALE)
-            far = math.ceil(disagg_ttft_s(ctx, pf, df, kv_transfer_s(ctx, p.cfg, d.cfg, wl.input_tokens, hw.inter))
-                            * TIME_SCALE)
+            near = math.ceil(pair_ttft_s(problem, p, d, hw.intra) * TIME_SCALE)
+            far = math.ceil(pair_ttft_s(problem, p, d, hw.inter) * TIME_SCALE)
             limit = None if slo.ttft_ms is None else math.floor(slo.ttft_ms * 1e-3 * TIME_SCALE)
             both = m.new_bool_var(f"pair{i}_{j}")
             m.add_bool_and([u[i], v[j]]).only_enforce_if(both)
@@ -242,7 +263,7 @@ def _solve(problem: Problem, pre: list[PoolDesign], dec: list[PoolDesign], cuts,
 
 
 def disagg_placement(problem: Problem, prefill: dict, decode: dict, weights: str, kv_cache: str) -> DisaggPlacement:
-    """A proposed layout (workers, tp, pp, ep per pool) completed as the search would run it.
+    """A proposed layout (workers, tp, pp, ep, attention_dp per pool) completed as the search would run it.
 
     Even layer splits; prompts per prefill step from the token budget; the decode batch the
     load's operating point (the smallest rate level whose pool capacity carries the rate, else
@@ -250,14 +271,17 @@ def disagg_placement(problem: Problem, prefill: dict, decode: dict, weights: str
     """
     inst, a = problem.instance, problem.arch
     wl, lim = inst.workload, inst.limits
-    p = Config(prefill["tp"], prefill["pp"], prefill["workers"], prefill["ep"], weights, kv_cache)
-    d = Config(decode["tp"], decode["pp"], decode["workers"], decode["ep"], weights, kv_cache)
+    p = Config(prefill["tp"], prefill["pp"], prefill["workers"], prefill["ep"], weights, kv_cache,
+               prefill.get("attention_dp", 1))
+    d = Config(decode["tp"], decode["pp"], decode["workers"], decode["ep"], weights, kv_cache,
+               decode.get("attention_dp", 1))
     players, dlayers = tuple(even_split(a.layers, p.pp)), tuple(even_split(a.layers, d.pp))
-    one = Config(p.tp, p.pp, 1, p.ep, weights, kv_cache)
+    one = dataclasses.replace(p, dp=1)
     per_step = prefill_figures(step_model(problem.ctx, one, players), wl.input_tokens,
                                lim.max_num_batched_tokens).prompts_per_step
-    model = step_model(problem.ctx, Config(d.tp, d.pp, 1, d.ep, weights, kv_cache), dlayers)
-    levels = [lv for lv in RATE_LEVELS if lv <= lim.max_num_seqs] or [lim.max_num_seqs]
+    model = decode_step_model(problem.ctx, dataclasses.replace(d, dp=1), dlayers)
+    cap = replica_seq_cap(lim.max_num_seqs, d)
+    levels = [lv for lv in RATE_LEVELS if lv <= cap] or [cap]
     batch = next((b for b in levels if d.dp * decode_figures(model, b, wl.input_tokens, wl.output_tokens)
                   .capacity_per_s >= wl.request_rate), levels[-1])
     return DisaggPlacement(Placement(p, per_step, players), Placement(d, batch, dlayers))

@@ -3,8 +3,9 @@
 1. The prefill pool serves every request as a one-token request (the prompt and its first token)
    on its workers, round-robin, with the engine's scheduler: its first-token times are when each
    prompt's KV is ready.
-2. Each request reaches the decode pool after the KV transfer, in order of readiness, round-robin
-   over the decode workers. A decode worker runs the mixed policy with a step model in which a
+2. Each request reaches the decode pool after the KV transfer and the engine's hand-off
+   (:data:`~solver.physics.efficiency.Efficiency.kv_handoff_s`), in order of readiness, round-robin
+   over the decode workers; their steps are :func:`~solver.physics.disagg.decode_step_model`'s. A decode worker runs the mixed policy with a step model in which a
    transferred prompt costs nothing to "prefill" (its KV arrived): admission takes one step, then
    it decodes with its whole prompt as context, so it holds its KV from admission on.
 3. TTFT is measured from the client's arrival to the decode worker's first token, TPOT and the
@@ -22,6 +23,7 @@ import dataclasses
 import numpy as np
 
 from ..physics import Config, StepModel, kv_capacity_tokens, step_model
+from ..physics.disagg import decode_step_model
 from ..problem import Problem
 from .engine import ReplicaRun, Scheduler, run_replica
 from .plan import latency_targets_ms, plan_requests, plan_scheduler
@@ -117,18 +119,20 @@ def _serve(problem: Problem, prefill: tuple[Config, tuple[int, ...]], decode: tu
     ok = ~np.isnan(ready)
     idx = np.flatnonzero(ok)
     order = idx[np.argsort(ready[idx], kind="stable")]
-    base = step_model(problem.ctx, dcfg, dlayers)
+    base = decode_step_model(problem.ctx, dcfg, dlayers)
     dmodel = TransferredPrompts(base.stages, full_fraction=base.full_fraction, window=base.window)
-    dsched = Scheduler(policy="mixed", max_num_seqs=decode_seqs, max_num_batched_tokens=lim.max_num_batched_tokens,
+    # Every attention-DP rank of a decode worker schedules its own step, as in the aggregated engine.
+    dsched = Scheduler(policy="mixed", max_num_seqs=decode_seqs, max_num_batched_tokens=lim.max_num_batched_tokens * dcfg.adp,
                        kv_capacity_tokens=kv_capacity_tokens(problem.ctx, dcfg, dlayers), admission_delay_s=0.0)
     runs: list[ReplicaRun] = []
     finish = np.full(len(reqs), np.nan)
     workers = max(1, dcfg.dp)
+    handoff = transfer_s + problem.ctx.eff.kv_handoff_s  # the bytes, then the engine's hand-off
     for w in range(workers):
         mine = order[w::workers]
         if len(mine) == 0:
             continue
-        part = Requests(reqs.input_tokens[mine], reqs.output_tokens[mine], ready[mine] + transfer_s)
+        part = Requests(reqs.input_tokens[mine], reqs.output_tokens[mine], ready[mine] + handoff)
         run = run_replica(dmodel, dsched, part)
         finish[mine] = run.finish_s
         # Latencies count from the client's send, not from the decode worker's receipt.
