@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .diagnose import diagnose as _diagnose
-from .diagnose.disagg import disagg_bounds
+from .diagnose.disagg import disagg_bounds, disagg_repairs
 from .diagnose.proof import percentile_proof
 from .input.errors import InputError, from_validation_error, load_json
 from .input.prices import apply_prices
@@ -228,7 +228,8 @@ def _with_disaggregation(problem: Problem, params: SolveParams, agg: Report) -> 
         bounds = block["disaggregated_bounds"]
         doc["proof"] = {"summary": "no disaggregated plan: " + ("; ".join(b["statement"] for b in bounds)
                                                                  or res.note or res.status),
-                        "disaggregated_bounds": bounds, "aggregated": agg.document.get("proof")}
+                        "disaggregated_bounds": bounds, "aggregated": agg.document.get("proof"),
+                        "repairs": disagg_repairs(problem, bounds)}
         code = EXIT_INFEASIBLE if res.status == "infeasible" else EXIT_UNKNOWN
         return Report(code, problem, doc, None, agg.result, doc["proof"])
     return Report(agg.exit_code, problem, doc, agg.evaluation, agg.result, agg.proof)

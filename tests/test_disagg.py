@@ -331,6 +331,13 @@ def test_the_proof_bounds_every_pool_layout(write_instance, slo, rate, rule, nee
     assert code == 1 and bounds and bounds[0]["rule"] == rule and needle in bounds[0]["statement"]
     b = bounds[0]
     assert b["value"] > b["limit"]  # each fact is a violated bound, with its numbers
+    # Its repair lifts it and is verified by the disaggregated search on the changed instance.
+    (repair,) = doc["proof"]["repairs"]
+    assert repair["verified"] and repair["result"].startswith("feasible")
+    key = {"gpu_count": "cluster.nodes", "slo.ttft_ms": "slo.ttft_ms"}.get(rule, "slo.tpot_ms")
+    assert repair["change"].startswith(key)
+    if key.startswith("slo."):
+        assert float(repair["change"].split("= ")[1].split()[0]) >= b["value"]
     if rule == "gpu_count":
         # The bound is the model's own count: the same instance with that many GPUs has a plan.
         data["cluster"]["nodes"] = math.ceil(b["value"] / data["cluster"]["gpus_per_node"])

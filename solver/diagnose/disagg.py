@@ -13,6 +13,9 @@ module states why with facts a person can check, each a bound over the whole sea
   precision pair that needs the fewest in total;
 * no pair meets ``slo.ttft_ms``: the fastest pair's TTFT, its KV crossing NVLink (the optimistic
   link), or the fewest GPUs of the pairs that meet it.
+
+Repairs (:func:`disagg_repairs`) lift a bound (the GPUs it names; a latency limit relaxed from the
+bound's value upward) and are verified by the disaggregated search on the changed instance.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from typing import Any
 
 from ..physics import step_model
 from ..physics.disagg import decode_figures, decode_step_model, prefill_figures
-from ..problem import RATE_LEVELS, Problem
+from ..problem import RATE_LEVELS, Problem, build_problem
 from ..search.disagg import (
     RATE_SCALE,
     PoolDesign,
     decode_designs,
     pair_ttft_s,
+    plan_disagg,
     pool_configs,
     prefill_designs,
 )
@@ -156,3 +160,42 @@ def _pair_bounds(problem: Problem, pre: list[PoolDesign], dec: list[PoolDesign])
                                    f"{slo.ttft_ms:g} need at least {g2} GPUs to carry {wl.request_rate:g} req/s > the "
                                    f"cluster's {total}", g2, total, "GPUs"))
     return facts
+
+
+# A limit relaxed from a bound is tried at these multiples of the bound's value, smallest first: the
+# bound is the best single worker (or pair) at its lightest load, and carrying the rate may take more.
+RELAX_STEPS = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+
+
+def disagg_repairs(problem: Problem, bounds: list[dict[str, Any]], time_limit_s: float = 10.0) -> list[dict[str, Any]]:
+    """Changes that lift the bounds, each verified by the disaggregated search on the changed instance."""
+    inst, cl = problem.instance, problem.instance.cluster
+    out = []
+    for b in bounds:
+        rule = b["rule"]
+        if rule in ("gpu_count", "slo.ttft_ms+gpu_count"):
+            nodes = math.ceil(b["value"] / cl.gpus_per_node)
+            out.append(_attempt(problem, f"cluster.nodes = {nodes} ({nodes * cl.gpus_per_node} GPUs)",
+                                {"cluster": cl.model_copy(update={"nodes": nodes})}, time_limit_s))
+        elif rule in ("decode.slo.tpot_ms", "slo.ttft_ms"):
+            key = "tpot_ms" if "tpot" in rule else "ttft_ms"
+            tried = None
+            for step in RELAX_STEPS:
+                limit = math.ceil(b["value"] * step * 10) / 10
+                tried = _attempt(problem, f"slo.{key} = {limit:g} ms",
+                                 {"slo": inst.slo.model_copy(update={key: limit})}, time_limit_s)
+                if tried["verified"]:
+                    break
+            out.append(tried)
+    return out
+
+
+def _attempt(problem: Problem, change: str, update: dict[str, Any], time_limit_s: float) -> dict[str, Any]:
+    relaxed = build_problem(problem.instance.model_copy(update=update, deep=True), problem.file)
+    res = plan_disagg(relaxed, time_limit_s=time_limit_s)
+    if res.evaluation is None:
+        return {"change": change, "kind": "disaggregated", "verified": False, "result": f"still {res.status}"}
+    m = res.evaluation.metrics
+    return {"change": change, "kind": "disaggregated", "verified": True,
+            "result": (f"feasible, for example: {res.evaluation.placement.label()}; {m.gpus} GPUs, TTFT "
+                       f"{m.ttft_ms:,.0f} ms, TPOT {m.tpot_ms:.1f} ms")}
