@@ -10,6 +10,7 @@ import pytest
 
 from solver.calibrate.measurements import Deployment, read_benchmark_results, read_latency_csv
 from solver.calibrate.predict import predict, resolve
+from solver.input.errors import InputError
 from solver.problem import build_problem, parse_instance
 from tests.conftest import flagship, run_cli
 
@@ -172,3 +173,10 @@ def test_sglang_rows_are_fixed_length_attention_dp_rows_are_covered(tmp_path):
     assert case.cfg.gpus == 8 and case.scheduler.max_num_batched_tokens == 8 * 8192
     p = predict(case)
     assert p.ttft_ms > 0 and p.tpot_ms > 0
+
+
+def test_a_row_whose_layout_the_model_rules_out_is_not_predicted(tmp_path):
+    # Qwen3-32B has 64 attention heads: "tp 3" is some other deployment's figure, not a TP degree.
+    ms, _ = read_latency_csv(_write_rows(tmp_path, [_row(1, tp_size=3, moe_tp_size=3)]))
+    with pytest.raises(InputError, match="row r1: not a layout of qwen3-32b: 64 attention heads"):
+        resolve(ms[0])

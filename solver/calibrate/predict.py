@@ -17,6 +17,7 @@ import numpy as np
 
 from ..engines import engine
 from ..input.catalog import resolve_gpu
+from ..input.errors import InputError
 from ..physics import Config, Efficiency, even_split, kv_capacity_tokens, step_model
 from ..problem import Problem, build_problem, parse_instance
 from ..simulate import Requests, Scheduler, SimulationResult, simulate
@@ -98,6 +99,12 @@ def resolve(m: Measurement, cost_model: dict[str, Any] | None = None) -> Case:
     d = m.deployment
     cfg = Config(d.tp, d.pp, d.dp, d.ep, d.weights, d.kv_cache, d.adp)
     layers = tuple(even_split(problem.arch.layers, d.pp))
+    a = problem.arch
+    # A row whose layout the model itself rules out (e.g. a "tp" that is a worker's GPU count, not a
+    # divisor of the heads) describes some other deployment: not predicted as if it ran.
+    if a.heads % cfg.tp or (a.is_moe and a.experts % cfg.ep):
+        raise InputError(None, "tp_size", cfg.tp, f"row {m.id}: not a layout of {a.name}: {a.heads} attention heads and "
+                         f"{a.experts} experts over tp {cfg.tp}, ep {cfg.ep}")
     limits = problem.instance.limits
     gate = engine(d.engine).admission_gate(cfg, limits.scheduler_recv_interval, limits.attention_dp_balance_iters)
     sched = Scheduler(policy=engine(d.engine).SCHEDULER_POLICY, max_num_seqs=limits.max_num_seqs,
