@@ -51,6 +51,8 @@ class SearchSpace:
     # searched per pool even where the aggregated side keeps one rank (its replica counts come one
     # at a time there, so ranks too would multiply its search).
     pool_attention_dp: tuple[int, ...] = (1,)
+    # Redundant (replica) experts in all per MoE layer: placed by a balanced expert map.
+    redundant: tuple[int, ...] = (0,)
 
 
 @dataclass
@@ -115,24 +117,36 @@ def _default_search(inst: Instance, arch: Architecture, total_gpus: int) -> tupl
         ep = tuple(e for e in _powers_of_two(max(tp) * max(adp + (pool_adp if every else ()))) if arch.experts % e == 0)
     else:
         ep = (1,)
+    # Replicas need a balanced map (their placement) and pay off only under a skewed routing profile.
+    balanced = inst.workload.expert_loads is not None and inst.workload.expert_placement == "balanced"
+    if s.redundant_experts:
+        red = tuple(s.redundant_experts)
+    elif arch.is_moe and balanced:
+        red = tuple(sorted({0, arch.experts // 8, arch.experts // 4}))
+    else:
+        red = (0,)
     for key, val, given in (("tp", tp, s.tp), ("pp", pp, s.pp), ("dp", dp, s.dp), ("ep", ep, s.ep),
-                            ("attention_dp", adp, s.attention_dp)):
+                            ("attention_dp", adp, s.attention_dp), ("redundant_experts", red, s.redundant_experts)):
         if not given:
             defaults[f"search.{key}"] = list(val)
+    if not arch.is_moe:
+        defaults.pop("search.redundant_experts", None)  # no experts to replicate
     if every and pool_adp != adp:
         defaults["search.attention_dp (disaggregated pool workers)"] = list(pool_adp)
     # A pinned degree outside the search space joins it, so that a proof can refute it.
     pins = inst.strategy
     extra = {"tp": pins.tp, "pp": pins.pp or (len(pins.layers_per_stage) if pins.layers_per_stage else None),
-             "dp": pins.dp, "ep": pins.ep, "attention_dp": pins.attention_dp}
-    lists = {"tp": set(tp), "pp": set(pp), "dp": set(dp), "ep": set(ep), "attention_dp": set(adp)}
+             "dp": pins.dp, "ep": pins.ep, "attention_dp": pins.attention_dp, "redundant_experts": pins.redundant_experts}
+    lists = {"tp": set(tp), "pp": set(pp), "dp": set(dp), "ep": set(ep), "attention_dp": set(adp),
+             "redundant_experts": set(red)}
     for key, val in extra.items():
         if val is not None and val not in lists[key]:
             lists[key].add(val)
             defaults[f"search.{key} (pinned value added)"] = val
     return SearchSpace(tuple(sorted(lists["tp"])), tuple(sorted(lists["pp"])), tuple(sorted(lists["dp"])),
                        tuple(sorted(lists["ep"])), s.uneven_layers, s.engine, s.serving,
-                       tuple(sorted(lists["attention_dp"])), tuple(sorted(set(pool_adp) | lists["attention_dp"]))), defaults
+                       tuple(sorted(lists["attention_dp"])), tuple(sorted(set(pool_adp) | lists["attention_dp"])),
+                       tuple(sorted(lists["redundant_experts"]))), defaults
 
 
 def _check_consistency(inst: Instance, arch: Architecture, file: str | None) -> None:
@@ -186,6 +200,14 @@ def _check_search(inst: Instance, arch: Architecture, space: SearchSpace, file: 
                          f"must sum to the model's {arch.layers} decoder layers (sums to {sum(pins.layers_per_stage)})")
     if pins.ep is not None and pins.ep > 1 and not arch.is_moe:
         raise InputError(file, "strategy.ep", pins.ep, f"{arch.name} is dense; only ep = 1 applies")
+    balanced = inst.workload.expert_loads is not None and inst.workload.expert_placement == "balanced"
+    for path, value in (("search.redundant_experts", max(inst.search.redundant_experts or [0])),
+                        ("strategy.redundant_experts", pins.redundant_experts or 0)):
+        if value and not arch.is_moe:
+            raise InputError(file, path, value, f"{arch.name} is dense; redundant experts need an MoE model")
+        if value and not balanced:
+            raise InputError(file, path, value, "replica experts are placed by a balanced expert map: set "
+                             "workload.expert_placement \"balanced\" with workload.expert_loads (a routing profile)")
     if pins.attention_dp is not None and pins.attention_dp > 1 and not arch.is_moe:
         raise InputError(file, "strategy.attention_dp", pins.attention_dp,
                          f"{arch.name} is dense; only attention_dp = 1 applies (use dp for replicas)")
@@ -308,7 +330,8 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         "disagg_step_overhead_us": round(e.disagg_step_overhead_s * 1e6, 3),
     }
     if ctx.expert_imbalance:
-        defaults["cost_model"]["ep_busiest_over_mean"] = {str(ep): f for ep, f in ctx.expert_imbalance}
+        defaults["cost_model"]["ep_busiest_over_mean"] = {
+            str(ep) if not r else f"{ep}+{r} redundant": f for ep, r, f in ctx.expert_imbalance}
     if "simulation" not in inst.model_fields_set:
         sim = inst.simulation
         defaults["simulation"] = {"requests": sim.requests, "seed": sim.seed, "max_candidates": sim.max_candidates}
@@ -334,8 +357,10 @@ def _expert_imbalance(inst: Instance, arch: Architecture, space: SearchSpace, fi
     if loads.experts != arch.experts:
         raise InputError(file, "workload.expert_loads", given, f"the profile has {loads.experts} experts per layer; "
                          f"{arch.name} routes to {arch.experts}")
-    imbalance = balanced_ep_imbalance if inst.workload.expert_placement == "balanced" else contiguous_ep_imbalance
-    return tuple((ep, round(imbalance(loads.counts, ep), 6)) for ep in space.ep if ep > 1)
+    if inst.workload.expert_placement == "balanced":
+        return tuple((ep, r, round(balanced_ep_imbalance(loads.counts, ep, r), 6))
+                     for ep in space.ep if ep > 1 for r in space.redundant if r % ep == 0)
+    return tuple((ep, 0, round(contiguous_ep_imbalance(loads.counts, ep), 6)) for ep in space.ep if ep > 1)
 
 
 def _included_cost_model(inst: Instance, file: str | None) -> CostModelSpec:

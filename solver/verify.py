@@ -25,6 +25,7 @@ from .physics import (
     moe_tp,
     packs_in_nodes,
     peak_tflops,
+    redundant_ok,
     replica_seq_cap,
     serving_metrics,
     stage_coefficients,
@@ -57,8 +58,11 @@ class Placement:
     def strategy(self, max_num_seqs: int | None = None) -> dict:
         """The strategy fields; ``max_num_seqs`` is the engine's cap when it differs from the batch."""
         c = self.cfg
-        return {"tp": c.tp, "pp": c.pp, "dp": c.dp, "ep": c.ep, "attention_dp": c.adp, "weights": c.weights,
-                "kv_cache": c.kv_cache, "max_num_seqs": self.batch if max_num_seqs is None else max_num_seqs}
+        out = {"tp": c.tp, "pp": c.pp, "dp": c.dp, "ep": c.ep, "attention_dp": c.adp, "weights": c.weights,
+               "kv_cache": c.kv_cache, "max_num_seqs": self.batch if max_num_seqs is None else max_num_seqs}
+        if c.redundant:
+            out["redundant_experts"] = c.redundant
+        return out
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,10 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
                                f"{eng.ATTENTION_DP_RULE}; the tp x attention_dp = {cfg.moe_group} GPUs sharing the "
                                f"experts divide a node of {hw.gpus_per_node} or fill whole nodes",
                                cfg.adp, cfg.tp, "ranks", ok))
+    if cfg.redundant:
+        out.append(Requirement("redundant_layout", f"{cfg.redundant} redundant experts must divide over ep = {cfg.ep} "
+                               "EP ranks (every rank the same slots; replicas need expert parallelism)",
+                               cfg.redundant, cfg.ep, "experts", redundant_ok(cfg)))
     if a.fp8_block and a.checkpoint_dtype == "fp8" and cfg.weights == "fp8":
         parts = f"moe_intermediate {a.moe_intermediate} / moe_tp {moe_tp(cfg)}" if a.is_moe else ""
         dense = f"intermediate {a.intermediate} / tp {cfg.tp}" if a.intermediate and "dense" in a.layer_kinds() else ""
@@ -188,11 +196,12 @@ def static_requirements(problem: Problem, cfg: Config, batch: int, layers: tuple
     per_rank = f" x {cfg.adp} attention-DP ranks" if cfg.adp > 1 else ""
     out.append(_upper("batch_cap", f"max_num_seqs = {cap_seqs} sequences per replica within the engine cap "
                       f"{inst.limits.max_num_seqs} (limits.max_num_seqs){per_rank}", cap_seqs, cap, "seqs"))
-    for key in ("tp", "pp", "dp", "ep", "attention_dp", "weights", "kv_cache", "max_num_seqs"):
+    for key in ("tp", "pp", "dp", "ep", "attention_dp", "redundant_experts", "weights", "kv_cache", "max_num_seqs"):
         pinned = getattr(pins, key)
         if pinned is None:
             continue
-        value = batch if key == "max_num_seqs" else cfg.adp if key == "attention_dp" else getattr(cfg, key)
+        value = (batch if key == "max_num_seqs" else cfg.adp if key == "attention_dp"
+                 else cfg.redundant if key == "redundant_experts" else getattr(cfg, key))
         if key == "max_num_seqs" and inst.workload.mode == "request_rate":
             # At a rate the pin is the engine's cap; the load sets the batch under it.
             out.append(Requirement("pin.max_num_seqs", f"the operating batch {batch} must stay within the pinned "
@@ -353,6 +362,7 @@ def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
     dp = pins.dp or 1
     ep = pins.ep or 1
     adp = pins.attention_dp or 1
+    red = pins.redundant_experts or 0
     for key, val, given in (("tp", tp, pins.tp), ("pp", pp, pins.pp), ("dp", dp, pins.dp), ("ep", ep, pins.ep),
                             ("attention_dp", adp, pins.attention_dp if a.is_moe else 1)):
         if given is None and not (key == "pp" and pins.layers_per_stage):
@@ -363,7 +373,7 @@ def complete_strategy(problem: Problem) -> tuple[Placement, dict[str, str]]:
         filled["weights"] = f"{weights} (widest allowed precision)"
     if pins.kv_cache is None:
         filled["kv_cache"] = f"{kv} (widest allowed precision)"
-    cfg = Config(tp, pp, dp, ep, weights, kv, adp)
+    cfg = Config(tp, pp, dp, ep, weights, kv, adp, red)
     if pins.layers_per_stage:
         layers = tuple(pins.layers_per_stage)
     else:

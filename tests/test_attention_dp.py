@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from solver.physics import Config, kv_capacity_tokens, stage_coefficients
 from solver.physics.memory import layer_weight_bytes_per_gpu, routed_expert_bytes_per_gpu
 from solver.physics.timing import layer_cost
 from solver.search.options import static_violations
+from solver.verify import Placement, evaluate
 from tests.conftest import INSTANCES, run_cli, run_json
 
 DSV3 = INSTANCES / "deepseekv3_8_h200_offline.json"
@@ -234,11 +236,61 @@ def test_a_balanced_expert_map_is_charged_its_packing_and_launched(write_instanc
     launch = balanced["launch"]
     assert "--init-expert-location expert_map.json" in launch["sglang"]
     assert "moe_load_balancer: expert_map.yaml" in launch["trtllm_extra_llm_api_options"]
-    assert any(f"solve experts --loads {profile} --gpus {ep} --slots-per-gpu {64 // ep} --redundant 0" in n
-               for n in launch["notes"])
+    red = balanced["strategy"].get("redundant_experts", 0)  # replicas the map places (searched, below)
+    assert any(f"solve experts --loads {profile} --gpus {ep} --slots-per-gpu {(64 + red) // ep} --redundant {red}"
+               in n for n in launch["notes"])
     # Without a profile there is nothing to balance: an input error naming the field.
     data = json.loads(json.dumps(base))
     del data["workload"]["expert_loads"]
     data["workload"]["expert_placement"] = "balanced"
     code, _, err = run_cli(write_instance(data, "noprofile.json"))
     assert code == 2 and "workload.expert_placement" in err and "workload.expert_loads" in err
+
+
+def test_redundant_experts_trade_memory_for_balance_and_are_launched(write_instance, tmp_path):
+    from solver.input.expert_loads import zipf_loads
+    from solver.physics.experts import balanced_ep_imbalance
+
+    loads = zipf_loads(0.8, 16, 64, integer=True)
+    # Replicas of the hottest experts even the EP ranks out (the greedy start solve experts improves).
+    assert balanced_ep_imbalance(loads.counts, 8, 8) < balanced_ep_imbalance(loads.counts, 8) - 0.3
+    assert balanced_ep_imbalance(loads.counts, 8, 4) == 1.0  # 4 replicas do not divide over 8 ranks: unknown
+    profile = tmp_path / "zipf08.json"
+    profile.write_text(json.dumps({"layers": loads.counts.tolist()}))
+    base = json.loads((INSTANCES / "moe16x64_16gpu.json").read_text())
+    base.pop("expect")
+    base["workload"].update(expert_loads=str(profile), expert_placement="balanced")
+    problem = load_instance(write_instance(base, "base.json"))
+    a = problem.arch
+    plain, replicated = Config(1, 1, 1, 8, "bf16", "bf16", 8), Config(1, 1, 1, 8, "bf16", "bf16", 8, 8)
+    # Each replica is a whole expert more, over the stage's GPUs.
+    extra = routed_expert_bytes_per_gpu(a, "moe", replicated) - routed_expert_bytes_per_gpu(a, "moe", plain)
+    assert extra == pytest.approx(8 / (64 + 0) * routed_expert_bytes_per_gpu(a, "moe", plain))
+    # The planner searches 0, E/8 and E/4 replicas and keeps them where they pay: never worse than without.
+    code, doc = run_json(write_instance(base, "searched.json"))
+    without = json.loads(json.dumps(base))
+    without["search"] = {**without.get("search", {}), "redundant_experts": [0]}
+    code0, doc0 = run_json(write_instance(without, "without.json"))
+    assert code == code0 == 0 and doc["defaults"]["search.redundant_experts"] == [0, 8, 16]
+    red = doc["strategy"].get("redundant_experts", 0)
+    assert red > 0 and doc["solver"]["objective"] > doc0["solver"]["objective"]
+    assert all(r["passed"] for r in doc["requirements"])
+    assert any(r["rule"] == "redundant_layout" for r in doc["requirements"])
+    launch = doc["launch"]
+    assert f"--ep-num-redundant-experts {red} --init-expert-location expert_map.json" in launch["sglang"]
+    assert f"--enable-eplb --eplb-config '{{\"num_redundant_experts\": {red}}}'" in launch["vllm"]
+    # The layout goes back in as a strategy, and a count that does not divide over the ranks is refuted.
+    st = doc["strategy"]
+    text = (f"tp={st['tp']},pp=1,dp={st['dp']},ep={st['ep']},attention_dp={st['attention_dp']},"
+            f"redundant_experts={red},weights=bf16,kv=bf16")
+    code, ok = run_json(write_instance(base, "again.json"), "--strategy", text)
+    assert code == 0 and ok["strategy"]["redundant_experts"] == red
+    bad = evaluate(problem, Placement(dataclasses.replace(replicated, redundant=5, dp=2), 256, (a.layers,)),
+                   simulate=False)
+    assert [r.rule for r in bad.failed()] == ["redundant_layout"]
+    # Replicas need a balanced map to place them.
+    contiguous = json.loads(json.dumps(base))
+    contiguous["workload"]["expert_placement"] = "contiguous"
+    contiguous["search"] = {**contiguous.get("search", {}), "redundant_experts": [0, 8]}
+    code, _, err = run_cli(write_instance(contiguous, "contiguous.json"))
+    assert code == 2 and "search.redundant_experts" in err and "balanced" in err

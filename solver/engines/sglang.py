@@ -117,6 +117,8 @@ def launch(li: LaunchInput) -> tuple[str, list[str]]:
         s.append("--kv-cache-dtype fp8_e4m3")  # the E4M3 format the cost model and the other engines use
     if online_fp8:
         s.append("--quantization fp8")
+    if cfg.redundant:
+        s.append(f"--ep-num-redundant-experts {cfg.redundant}")  # the map's extra physical experts
     if li.expert_map_command:
         s.append("--init-expert-location expert_map.json")
         notes.append(f"SGLang: write expert_map.json first: {li.expert_map_command} --sglang-out expert_map.json")

@@ -162,6 +162,9 @@ def launch(li: LaunchInput) -> tuple[str, dict[str, str], list[str]]:
                      "from the checkpoint)")
     if cfg.weights == "fp16" and not li.no_bf16:
         v.append("--dtype float16")
+    if cfg.redundant:
+        # vLLM places replicas with its own load balancer (EPLB), at run time from the observed loads.
+        v += ["--enable-eplb", f"--eplb-config '{{\"num_redundant_experts\": {cfg.redundant}}}'"]
     if li.expert_map_command:
         notes.append("vLLM loads no static expert map: the plan's balanced expert placement is SGLang's or "
                      "TensorRT-LLM's (vLLM's --enable-eplb rebalances at run time, which is not modelled)")

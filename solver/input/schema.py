@@ -44,6 +44,9 @@ class Strict(BaseModel):
 # Upper bounds that keep every input physical (and the arithmetic in range): a degree above this
 # many GPUs, or a sequence longer than this, is a typo, not a plan.
 MAX_DEGREE = 4096
+# Replica experts per MoE layer: SGLang and vLLM take any count that divides over the EP ranks; a
+# few thousand bounds the search (DeepSeek's published deployments use 32 over 256 experts).
+MAX_REDUNDANT_EXPERTS = 4096
 MAX_TOKENS = 10_000_000
 
 
@@ -438,6 +441,11 @@ class SearchSpec(Strict):
     attention_dp: list[int] | None = Field(
         None, min_length=1, description="Attention data-parallel ranks inside a replica (MoE: each rank keeps its own "
         "sequences and KV cache, the experts span all of them); default powers of two up to a node for MoE, 1 for dense.")
+    redundant_experts: list[int] | None = Field(
+        None, min_length=1, description="Redundant (replica) experts in all per MoE layer, as the engines count them "
+        "(SGLang --ep-num-redundant-experts): each a multiple of the EP degree it goes with. Replicas are placed by a "
+        "balanced expert map (workload.expert_placement 'balanced' with workload.expert_loads); default there "
+        "0, E/8 and E/4, else 0.")
     uneven_layers: bool = Field(True, description="Allow uneven layers per pipeline stage.")
     engine: EngineName = Field("vllm", description="Serving engine whose rules and launch flags apply.")
     serving: Literal["aggregated", "disaggregated", "auto"] = Field(
@@ -454,6 +462,17 @@ class SearchSpec(Strict):
         if v is not None and not ENGINE_VERSION_PATTERN.fullmatch(v):
             raise ValueError(f"engine_version must be a release number such as \"0.19.0\", \"0.21\" or \"1.0.0rc2\" "
                              f"(digits separated by dots, an optional pre-release suffix); got {v!r}")
+        return v
+
+    @field_validator("redundant_experts")
+    @classmethod
+    def _replicas(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            bad = [x for x in v if x < 0 or x > MAX_REDUNDANT_EXPERTS]
+            if bad:
+                raise ValueError(f"redundant experts must be integers from 0 to {MAX_REDUNDANT_EXPERTS}; got {bad}")
+            if len(set(v)) != len(v):
+                raise ValueError(f"duplicate values in {v}")
         return v
 
     @field_validator("tp", "pp", "dp", "ep", "attention_dp")
@@ -477,6 +496,8 @@ class StrategyPins(Strict):
     ep: int | None = Field(None, gt=0, le=MAX_DEGREE, description="Expert-parallel degree.")
     attention_dp: int | None = Field(None, gt=0, le=MAX_DEGREE,
                                      description="Attention data-parallel ranks inside a replica (MoE).")
+    redundant_experts: int | None = Field(None, ge=0, le=MAX_REDUNDANT_EXPERTS,
+                                          description="Redundant (replica) experts in all per MoE layer (MoE, EP).")
     weights: WeightDtype | None = Field(None, description="Weight precision.")
     kv_cache: KvDtype | None = Field(None, description="KV-cache precision.")
     layers_per_stage: list[int] | None = Field(None, min_length=1, description="Decoder layers on each stage.")

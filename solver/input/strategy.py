@@ -11,7 +11,8 @@ from .schema import KV_DTYPES, WEIGHT_DTYPES
 _STRATEGY_KEYS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "attention_dp": "attention_dp", "adp": "attention_dp",
                   "layers": "layers_per_stage",
                   "layers_per_stage": "layers_per_stage", "weights": "weights", "kv": "kv_cache",
-                  "kv_cache": "kv_cache", "batch": "max_num_seqs", "max_num_seqs": "max_num_seqs"}
+                  "kv_cache": "kv_cache", "batch": "max_num_seqs", "max_num_seqs": "max_num_seqs",
+                  "redundant_experts": "redundant_experts", "redundant": "redundant_experts"}
 
 
 def parse_strategy(text: str) -> dict[str, Any]:
@@ -47,8 +48,9 @@ def parse_strategy(text: str) -> dict[str, Any]:
                 n = int(value)
             except ValueError:
                 raise InputError("--strategy", key, value, "expected a positive integer") from None
-            if n <= 0:
-                raise InputError("--strategy", key, value, "expected a positive integer")
+            if n < (0 if field == "redundant_experts" else 1):
+                raise InputError("--strategy", key, value, "expected a positive integer"
+                                 if field != "redundant_experts" else "expected an integer >= 0")
             out[field] = n
     if "layers_per_stage" in out and "pp" not in out:
         out["pp"] = len(out["layers_per_stage"])

@@ -36,6 +36,7 @@ from .layout import (
     gpu_index,
     moe_tp,
     packs_in_nodes,
+    redundant_ok,
     replica_seq_cap,
     stage_counts,
 )
@@ -99,7 +100,7 @@ __all__ = [
     "LayerParams", "MemoryConventions", "Metrics", "ParamCounts", "SAMPLER_FP32_COPIES",
     "StageCoefficients", "StageCost", "StepModel", "WEIGHT_BYTES", "ZERO_COST", "activation_bytes", "attended_context",
     "allreduce_latency_s", "boundary_link", "causal_pairs", "cuda_graph_bytes_per_layer", "driver_reserved_GiB", "efficiency_for",
-    "embedding_bytes_per_gpu", "even_split", "experts_touched_fraction", "forward_activation_bytes", "gpu_index", "packs_in_nodes", "attention_dp_packs", "fp8_blocks_whole", "moe_tp", "replica_seq_cap",
+    "embedding_bytes_per_gpu", "even_split", "experts_touched_fraction", "forward_activation_bytes", "gpu_index", "packs_in_nodes", "attention_dp_packs", "redundant_ok", "fp8_blocks_whole", "moe_tp", "replica_seq_cap",
     "kv_bytes_per_token", "kv_bytes_per_token_layer", "kv_cache_tokens", "kv_capacity_tokens", "kv_dtype_supported", "kv_heads_per_gpu",
     "kv_tokens_held", "kv_tokens_per_replica", "layer_cost", "layer_params", "layer_weight_bytes_per_gpu",
     "lm_head_bytes_per_gpu", "lm_head_cost", "max_batch_that_fits", "param_counts",

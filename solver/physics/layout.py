@@ -36,6 +36,10 @@ class Config:
     # stage, each with its own sequences and KV cache, share the routed experts, which are split
     # over all ``tp x adp`` GPUs of the stage (``ep`` expert-parallel groups of ``tp x adp / ep``).
     adp: int = 1
+    # Redundant experts in all (replicas of hot experts under a balanced expert map), as the engines
+    # count them (SGLang --ep-num-redundant-experts, vLLM EPLB num_redundant_experts): a multiple of
+    # ep (a rule), so every EP rank holds E / ep + redundant / ep experts.
+    redundant: int = 0
 
     @property
     def gpus(self) -> int:
@@ -53,11 +57,13 @@ class Config:
 
     def worker_label(self) -> str:
         """One worker's (replica's) layout: ``tp=4 pp=1``, with its attention-DP ranks and EP degree where used."""
-        extra = (f" attention_dp={self.adp}" if self.adp > 1 else "") + (f" ep={self.ep}" if self.ep > 1 else "")
+        extra = (f" attention_dp={self.adp}" if self.adp > 1 else "") + (f" ep={self.ep}" if self.ep > 1 else "") + \
+            (f" redundant_experts={self.redundant}" if self.redundant else "")
         return f"tp={self.tp} pp={self.pp}{extra}"
 
     def label(self) -> str:
-        ep = f",ep={self.ep}" if self.ep > 1 else ""
+        ep = (f",ep={self.ep}" if self.ep > 1 else "") + \
+            (f",redundant_experts={self.redundant}" if self.redundant else "")
         adp = f",attention_dp={self.adp}" if self.adp > 1 else ""
         return f"tp={self.tp},pp={self.pp},dp={self.dp}{adp}{ep},weights={self.weights},kv={self.kv_cache}"
 
@@ -88,13 +94,14 @@ class Context:
     eff: Efficiency
     # What the engine release counts against its budget (solver.engines.<engine>.memory_conventions).
     memory: MemoryConventions = LEGACY_MEMORY
-    # Busiest-over-mean EP rank load per EP degree, from workload.expert_loads (physics.experts);
-    # empty: the ranks are evenly loaded.
-    expert_imbalance: tuple[tuple[int, float], ...] = ()
+    # Busiest-over-mean EP rank load per EP degree and redundant experts (in all), from
+    # workload.expert_loads (physics.experts); empty: the ranks are evenly loaded.
+    expert_imbalance: tuple[tuple[int, int, float], ...] = ()
 
-    def ep_imbalance(self, ep: int) -> float:
-        """The busiest EP rank's expert load over the mean, for ``ep`` ranks (1.0 when not known)."""
-        return next((f for e, f in self.expert_imbalance if e == ep), 1.0)
+    def ep_imbalance(self, ep: int, redundant: int = 0) -> float:
+        """The busiest EP rank's expert load over the mean, for ``ep`` ranks holding ``redundant``
+        replicas between them (1.0 when not known)."""
+        return next((f for e, r, f in self.expert_imbalance if (e, r) == (ep, redundant)), 1.0)
 
     @property
     def device_GiB(self) -> float:
@@ -156,6 +163,11 @@ def packs_in_nodes(gpus: int, gpus_per_node: int) -> bool:
     which the capacity and disaggregation models rely on.
     """
     return (gpus_per_node % gpus == 0) if gpus <= gpus_per_node else (gpus % gpus_per_node == 0)
+
+
+def redundant_ok(cfg: Config) -> bool:
+    """Whether the replica experts divide over the EP ranks (each rank the same number of slots)."""
+    return cfg.redundant == 0 or (cfg.ep > 1 and cfg.redundant % cfg.ep == 0)
 
 
 def attention_dp_packs(cfg: Config, gpus_per_node: int) -> bool:

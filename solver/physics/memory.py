@@ -164,7 +164,8 @@ def routed_expert_bytes_per_gpu(a: Architecture, kind: str, cfg: Config) -> floa
     Zero for a dense layer.
     """
     lp = layer_params(a, kind)
-    return lp.experts * (lp.expert * quantised_weight_bytes(a, cfg.weights) + lp.expert_bias * 2.0) / cfg.moe_group
+    held = lp.experts + cfg.redundant if lp.experts else 0  # the replicas are whole experts too
+    return held * (lp.expert * quantised_weight_bytes(a, cfg.weights) + lp.expert_bias * 2.0) / cfg.moe_group
 
 
 def rotary_cache_bytes(a: Architecture) -> float:

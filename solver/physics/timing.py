@@ -134,7 +134,7 @@ def layer_cost(ctx: Context, kind: str, cfg: Config, balanced: bool = True) -> L
     per_token = (2 * dense_params / peak + kv_layer / bw) * share
     if lp.experts:
         # Under EP the layer waits for the busiest rank's tokens (workload.expert_loads).
-        busiest = ctx.ep_imbalance(cfg.ep) if cfg.ep > 1 else 1.0
+        busiest = ctx.ep_imbalance(cfg.ep, cfg.redundant) if cfg.ep > 1 else 1.0
         per_token += 2 * expert_params_active / (peak * eff.moe_compute) * busiest
     fixed = static_bytes / bw + eff.layer_overhead_s
     if tp > 1:
@@ -171,8 +171,9 @@ def layer_cost(ctx: Context, kind: str, cfg: Config, balanced: bool = True) -> L
         experts_s=expert_bytes_all / bw if lp.experts else 0.0,
         top_k=a.top_k if lp.experts else 0,
         experts=lp.experts,
-        # Each GPU holds (a slice of) experts / ep routed experts; a prompt touches all of them.
-        prefill_fixed_s=eff.moe_prefill_expert_s * lp.experts / cfg.ep if lp.experts else 0.0,
+        # Each GPU holds (a slice of) experts / ep routed experts (and its redundant slots); a prompt
+        # touches all of them.
+        prefill_fixed_s=eff.moe_prefill_expert_s * (lp.experts + cfg.redundant) / cfg.ep if lp.experts else 0.0,
     )
 
 

@@ -47,7 +47,8 @@ def launch_input(problem: Problem, placement: Placement, max_num_seqs: int | Non
         scheduler_recv_interval=inst.limits.scheduler_recv_interval,
         attention_dp_balance_iters=inst.limits.attention_dp_balance_iters,
         expert_map_command=(f"solve experts --loads {inst.workload.expert_loads} --gpus {placement.cfg.ep} "
-                            f"--slots-per-gpu {a.experts // placement.cfg.ep} --redundant 0"
+                            f"--slots-per-gpu {(a.experts + placement.cfg.redundant) // placement.cfg.ep} "
+                            f"--redundant {placement.cfg.redundant}"
                             if inst.workload.expert_loads and inst.workload.expert_placement == "balanced"
                             and placement.cfg.ep > 1 else None),
     )
@@ -60,6 +61,8 @@ def gpu_map(problem: Problem, ev: Evaluation) -> list[dict[str, Any]]:
     gpn = problem.ctx.hw.gpus_per_node
     out = []
     group_size = cfg.moe_group
+    wl = problem.instance.workload
+    balanced = wl.expert_loads is not None and wl.expert_placement == "balanced" and cfg.ep > 1
     for r in range(cfg.dp):
         for s in range(cfg.pp):
             for g in range(group_size):
@@ -72,7 +75,10 @@ def gpu_map(problem: Problem, ev: Evaluation) -> list[dict[str, Any]]:
                     group = g // (group_size // cfg.ep) if group_size % cfg.ep == 0 else 0
                     per = a.experts // cfg.ep if cfg.ep else a.experts
                     entry["ep_rank"] = group
-                    entry["experts"] = [group * per, group * per + per - 1]
+                    if balanced:  # which experts: the map solve experts writes (replicas included)
+                        entry["expert_slots"] = (a.experts + cfg.redundant) // cfg.ep
+                    else:
+                        entry["experts"] = [group * per, group * per + per - 1]
                 entry["memory_GiB"] = {k: round(v, 3) for k, v in ev.stages[s].memory_GiB.items()}
                 out.append(entry)
     return out

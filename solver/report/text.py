@@ -70,11 +70,12 @@ def render_text(doc: dict[str, Any], md: bool = False) -> str:
         out += _table(["stage", "layers", "n", "GPUs (replica 0)", "weights", "KV", "activ.", "overhead",
                        "total / usable", "decode ms"], rows, md)
         gpus = doc["gpus"]
-        if gpus and "experts" in gpus[0]:
+        if gpus and ("experts" in gpus[0] or "expert_slots" in gpus[0]):
             out.append(h("Experts per GPU (replica 0)"))
             out += _table(["GPU", "stage", "tp rank", "ep rank", "experts"],
                           [[str(g["id"]), str(g["stage"]), str(g["tp_rank"]), str(g["ep_rank"]),
-                            f"{g['experts'][0]}-{g['experts'][1]}"] for g in gpus if g["dp_rank"] == 0], md)
+                            f"{g['experts'][0]}-{g['experts'][1]}" if "experts" in g
+                            else f"{g['expert_slots']} slots of the balanced map"] for g in gpus if g["dp_rank"] == 0], md)
         out.append(h("Predicted metrics (the planner's linear model at the operating batch)"))
         out += _table(["metric", "value"], [
             ["operating batch", f"{m['batch_per_replica']} sequences per replica (engine cap max_num_seqs "

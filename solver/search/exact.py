@@ -94,7 +94,7 @@ def _target(quantity: str, than: float) -> int:
 
 def _stage_values(problem: Problem, placement: Placement):
     cfg, batch = placement.cfg, placement.batch
-    key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)
+    key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.redundant, cfg.weights, cfg.kv_cache, batch)
     coef = problem.coefficient_cache.get(key) or stage_coefficients(problem.ctx, cfg, batch)
     counts = stage_counts(problem.arch.layer_kinds(), list(placement.layers_per_stage))
     values = [coef.stage_values(c, s) for s, c in enumerate(counts)]
@@ -104,7 +104,7 @@ def _stage_values(problem: Problem, placement: Placement):
 def _fact(rule: str, placement: Placement, dp: tuple[int, int], stage: int | None, counts, batch_any: bool = False
           ) -> Fact:
     c = placement.cfg
-    common = dict(rule=rule, tp=c.tp, pp=c.pp, ep=c.ep, adp=c.adp, weights=c.weights, kv_cache=c.kv_cache,
+    common = dict(rule=rule, tp=c.tp, pp=c.pp, ep=c.ep, adp=c.adp, redundant=c.redundant, weights=c.weights, kv_cache=c.kv_cache,
                   batch=None if batch_any else placement.batch, dp_lo=dp[0], dp_hi=dp[1])
     if stage is None:
         return Fact(**common, split=tuple(placement.layers_per_stage))

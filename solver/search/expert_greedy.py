@@ -21,33 +21,16 @@ Every step is deterministic: ties go to the lowest GPU, then the lowest expert i
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
 
+# The replica counts and the packing are the physics' (its charge of a balanced map is this start).
+from ..physics.experts import pack, replicate
+
 # Relative margin a move must gain to count: float noise (1e-16 relative per addition) must never
 # make the search cycle between two equal placements.
 _EPS = 1e-12
-
-
-def replicate(weights: np.ndarray, replicas: int, gpus: int) -> np.ndarray:
-    """Replica counts ``r`` (1 <= r_e <= gpus, sum = ``replicas``, capped by E x gpus) minimising
-    ``max_e w_e / r_e``: each extra slot to the current largest load per replica (lowest id on ties)."""
-    w = np.asarray(weights, dtype=np.float64)
-    r = np.ones(len(w), dtype=np.int64)
-    heap = [(-w[e], e) for e in range(len(w))]
-    heapq.heapify(heap)
-    extra = min(replicas, len(w) * gpus) - len(w)
-    while extra > 0 and heap:
-        _, e = heapq.heappop(heap)
-        if r[e] >= gpus:
-            continue
-        r[e] += 1
-        extra -= 1
-        if r[e] < gpus:
-            heapq.heappush(heap, (-w[e] / r[e], e))
-    return r
 
 
 @dataclass
@@ -73,53 +56,6 @@ class LayerState:
 
     def gpu_experts(self) -> list[list[int]]:
         return [sorted(np.flatnonzero(self.on[:, g]).tolist()) for g in range(self.on.shape[1])]
-
-
-def pack(weights: np.ndarray, r: np.ndarray, gpus: int, slots: int, fill: bool = False) -> np.ndarray:
-    """Longest-processing-time packing of the replicas (``r_e`` of size ``w_e / r_e``): ``on[e, g]``.
-
-    With ``fill`` the GPUs are filled to exactly ``slots`` (the replicas must number gpus x slots).
-    A replica that finds no GPU with room and without its expert is placed by an exchange
-    (:func:`_place_by_exchange`); with ``sum(r) <= gpus * slots`` and ``r_e <= gpus`` one exists.
-    """
-    w = np.asarray(weights, dtype=np.float64)
-    E = len(w)
-    share = w / r
-    order = sorted(range(E), key=lambda e: (-share[e], e))
-    on = np.zeros((E, gpus), dtype=bool)
-    load = np.zeros(gpus)
-    cnt = np.zeros(gpus, dtype=np.int64)
-    for e in order:
-        for _ in range(int(r[e])):
-            ok = (cnt < slots) & ~on[e]
-            if not ok.any():
-                _place_by_exchange(e, on, cnt, load, share, slots)
-                continue
-            g = int(np.flatnonzero(ok)[np.argmin(load[ok])])
-            on[e, g] = True
-            cnt[g] += 1
-            load[g] += share[e]
-    return on
-
-
-def _place_by_exchange(e: int, on: np.ndarray, cnt: np.ndarray, load: np.ndarray, share: np.ndarray,
-                       slots: int) -> None:
-    """Place a replica of ``e`` when every GPU with a free slot already holds ``e``: move some
-    expert ``f`` from a GPU ``h`` without ``e`` to a free GPU ``g`` without ``f``, then put ``e`` on ``h``."""
-    free = np.flatnonzero(cnt < slots)
-    for h in np.flatnonzero(~on[e]):
-        for f in np.flatnonzero(on[:, h]):
-            targets = [g for g in free if not on[f, g]]
-            if targets:
-                g = min(targets, key=lambda x: (load[x], x))
-                on[f, h], on[f, g] = False, True
-                load[h] -= share[f]
-                load[g] += share[f]
-                cnt[g] += 1
-                on[e, h] = True
-                load[h] += share[e]
-                return
-    raise AssertionError("no placement exists for a replica: more replicas than GPUs x slots")
 
 
 def improve(st: LayerState, max_rounds: int = 100_000) -> LayerState:

@@ -35,6 +35,7 @@ class Fact:
     dp_lo: int
     dp_hi: int
     adp: int = 1
+    redundant: int = 0
     stage: int = 0
     counts: tuple[tuple[str, int], ...] = ()
     split: tuple[int, ...] | None = None
@@ -42,7 +43,7 @@ class Fact:
     def applies(self, cfg, batch: int) -> bool:
         """Whether the fact speaks of this configuration and batch."""
         return (cfg.tp == self.tp and cfg.pp == self.pp and cfg.ep == self.ep and cfg.adp == self.adp
-                and cfg.weights == self.weights
+                and cfg.redundant == self.redundant and cfg.weights == self.weights
                 and cfg.kv_cache == self.kv_cache and (self.batch is None or self.batch == batch)
                 and self.dp_lo <= cfg.dp <= self.dp_hi)
 

@@ -23,6 +23,7 @@ from ..physics import (
     attention_dp_packs,
     fp8_blocks_whole,
     kv_dtype_supported,
+    redundant_ok,
     replica_seq_cap,
     stage_coefficients,
     weight_dtype_supported,
@@ -167,7 +168,7 @@ class Option:
     def rank_key(self) -> tuple:
         """Canonical order for tie-breaks: fewer GPUs, smaller TP, PP, DP, EP, wider precision, larger batch."""
         c = self.cfg
-        return (c.gpus, c.tp, c.pp, c.dp, c.ep, c.adp, WEIGHT_DTYPES.index(c.weights), KV_DTYPES.index(c.kv_cache),
+        return (c.gpus, c.tp, c.pp, c.dp, c.ep, c.adp, c.redundant, WEIGHT_DTYPES.index(c.weights), KV_DTYPES.index(c.kv_cache),
                 -self.batch)
 
 
@@ -193,7 +194,7 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
     Only the GPU count and a pinned dp depend on the replicas; the rest is computed once per
     replica shape and batch (large clusters enumerate thousands of dp values per shape).
     """
-    key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)
+    key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.redundant, cfg.weights, cfg.kv_cache, batch)
     cache = problem.coefficient_cache.setdefault("static_violations", {})
     shape = cache.get(key)
     if shape is None:
@@ -212,8 +213,8 @@ def static_violations(problem: Problem, cfg: Config, batch: int | None = None) -
 
 
 # The pins after pin.dp in static_violations' order.
-_PINS_AFTER_DP = ("pin.ep", "pin.weights", "pin.kv_cache", "pin.attention_dp", "pin.layers_per_stage",
-                  "pin.max_num_seqs")
+_PINS_AFTER_DP = ("pin.ep", "pin.weights", "pin.kv_cache", "pin.attention_dp", "pin.redundant_experts",
+                  "pin.layers_per_stage", "pin.max_num_seqs")
 
 
 def _shape_violations(problem: Problem, cfg: Config, batch: int | None) -> list[str]:
@@ -231,6 +232,8 @@ def _shape_violations(problem: Problem, cfg: Config, batch: int | None) -> list[
         out.append("ep_layout")
     if cfg.adp > 1 and not (eng.attention_dp_ok(a.is_moe, cfg.tp, cfg.adp) and attention_dp_packs(cfg, hw.gpus_per_node)):
         out.append("attention_dp_layout")
+    if not redundant_ok(cfg):
+        out.append("redundant_layout")
     if not fp8_blocks_whole(a, cfg):
         out.append("fp8_block_divisible")
     if cfg.pp > a.layers:
@@ -256,6 +259,8 @@ def _shape_violations(problem: Problem, cfg: Config, batch: int | None) -> list[
             out.append(f"pin.{key}")
     if pins.attention_dp is not None and cfg.adp != pins.attention_dp:
         out.append("pin.attention_dp")
+    if pins.redundant_experts is not None and cfg.redundant != pins.redundant_experts:
+        out.append("pin.redundant_experts")
     if pins.layers_per_stage is not None and len(pins.layers_per_stage) != cfg.pp:
         out.append("pin.layers_per_stage")
     if batch is not None and pins.max_num_seqs is not None:
@@ -318,13 +323,18 @@ def configs(problem: Problem, include_illegal: bool, only_gpus: int | None = Non
             for dp in s.dp:
                 for ep in s.ep:
                     for adp in s.attention_dp:
-                        for w in weights:
-                            for kv in kvs:
-                                cfg = Config(tp, pp, dp, ep, w, kv, adp)
-                                if only_gpus is not None and cfg.gpus != only_gpus:
-                                    continue
-                                if include_illegal or not static_violations(problem, cfg):
-                                    out.append(cfg)
+                        # Replicas only where they divide over the EP ranks (a pinned count joins
+                        # the space as it is, so that a proof can refute it).
+                        for red in s.redundant:
+                            for w in weights:
+                                for kv in kvs:
+                                    cfg = Config(tp, pp, dp, ep, w, kv, adp, red)
+                                    if only_gpus is not None and cfg.gpus != only_gpus:
+                                        continue
+                                    if red != problem.pins.redundant_experts and not redundant_ok(cfg):
+                                        continue
+                                    if include_illegal or not static_violations(problem, cfg):
+                                        out.append(cfg)
     return out
 
 
@@ -401,7 +411,7 @@ def enumerate_options(problem: Problem, include_illegal: bool = False, only_gpus
             # coefficients depends on dp (build_int_stages' z scale has dp in both terms).
             coef = coefficients(cfg, batch)
             if not include_illegal:
-                fkey = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)  # dp-independent
+                fkey = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.redundant, cfg.weights, cfg.kv_cache, batch)  # dp-independent
                 if fkey not in fits:
                     fits[fkey] = fits_somewhere(problem, coef)
                 if not fits[fkey]:
@@ -421,7 +431,7 @@ def shape_coefficients(problem: Problem):
     shared: dict[tuple, StageCoefficients] = problem.coefficient_cache
 
     def coefficients(cfg: Config, batch: int) -> StageCoefficients:
-        key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, batch)
+        key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.redundant, cfg.weights, cfg.kv_cache, batch)
         if key not in shared:
             shared[key] = stage_coefficients(problem.ctx, cfg, batch)
         return shared[key]
@@ -431,7 +441,7 @@ def shape_coefficients(problem: Problem):
 
 def balanced_cycle(problem: Problem, cfg: Config, b: int, coef: StageCoefficients) -> float:
     """A replica's cycle summed over its stages (pp x the perfectly balanced stage), seconds."""
-    key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.weights, cfg.kv_cache, b)
+    key = (cfg.tp, cfg.pp, cfg.ep, cfg.adp, cfg.redundant, cfg.weights, cfg.kv_cache, b)
     cycles = problem.coefficient_cache.setdefault("balanced_cycle", {})
     total = cycles.get(key)
     if total is None:
@@ -486,7 +496,7 @@ def with_units(problem: Problem, options: list[Option], optimistic: bool | None 
             raise EnumerationExpired(f"the time limit ran out while costing the candidates ({n} of {len(options)})")
         opt.units = units
         c = opt.cfg
-        key = (c.tp, c.pp, c.ep, c.adp, c.weights, c.kv_cache, opt.batch)  # the tables are dp-independent too
+        key = (c.tp, c.pp, c.ep, c.adp, c.redundant, c.weights, c.kv_cache, opt.batch)  # the tables are dp-independent too
         if key not in tables:
             tables[key] = build_int_stages(problem, opt.coef, units)
         opt.stages, opt.ttft_const_t = tables[key]

@@ -23,6 +23,9 @@ a table) nor for a closed loop (there dp also sets each replica's batch).
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 from ..physics import Config
 from ..problem import Problem
 from .objectives import objective_chain
@@ -73,33 +76,29 @@ def solve_options(problem: Problem, only_gpus: int | None = None, optimistic: bo
     at_rate = inst.workload.mode == "request_rate"
     groups = []
     shapes = 0
-    for tp in s.tp:
-        for pp in s.pp:
-            for ep in s.ep:
-                for adp in s.attention_dp:
-                    for w in inst.precision.weights:
-                        for kv in inst.precision.kv_cache:
-                            shapes += 1
-                            if expired is not None and shapes % 64 == 0 and expired():
-                                raise EnumerationExpired("the time limit ran out while listing the candidates")
-                            per_replica = Config(tp, pp, 1, ep, w, kv, adp).gpus
-                            dps = [d for d in s.dp if per_replica * d <= total
-                                   and (dp_pin is None or d == dp_pin)
-                                   and (only_gpus is None or per_replica * d == only_gpus)]
-                            if not dps:
-                                continue
-                            top = Config(tp, pp, dps[-1], ep, w, kv, adp)
-                            if static_violations(problem, top):
-                                continue
-                            levels = batch_levels(problem, top)
-                            if at_rate:
-                                levels = levels_that_can_carry(problem, top, levels, coefficients)
-                            for b in levels:
-                                if static_violations(problem, top, b):
-                                    continue
-                                coef = coefficients(top, b)
-                                if fits_somewhere(problem, coef):
-                                    groups.append((top, dps, b, coef))
+    for tp, pp, ep, adp, red, w, kv in itertools.product(s.tp, s.pp, s.ep, s.attention_dp, s.redundant,
+                                                         inst.precision.weights, inst.precision.kv_cache):
+        shapes += 1
+        if expired is not None and shapes % 64 == 0 and expired():
+            raise EnumerationExpired("the time limit ran out while listing the candidates")
+        per_replica = Config(tp, pp, 1, ep, w, kv, adp, red).gpus
+        dps = [d for d in s.dp if per_replica * d <= total
+               and (dp_pin is None or d == dp_pin)
+               and (only_gpus is None or per_replica * d == only_gpus)]
+        if not dps:
+            continue
+        top = Config(tp, pp, dps[-1], ep, w, kv, adp, red)
+        if static_violations(problem, top):
+            continue
+        levels = batch_levels(problem, top)
+        if at_rate:
+            levels = levels_that_can_carry(problem, top, levels, coefficients)
+        for b in levels:
+            if static_violations(problem, top, b):
+                continue
+            coef = coefficients(top, b)
+            if fits_somewhere(problem, coef):
+                groups.append((top, dps, b, coef))
     coefs = list({id(g[3]): g[3] for g in groups}.values())
     units = units_for(coefs, problem, optimistic)
     relaxed = units_for(coefs, problem, optimistic=True)
@@ -112,7 +111,7 @@ def solve_options(problem: Problem, only_gpus: int | None = None, optimistic: bo
         stages, ttft_t = build_int_stages(problem, coef, units)
 
         def option(d: int, top=top, b=b, coef=coef, stages=stages, ttft_t=ttft_t) -> Option:
-            cfg = Config(top.tp, top.pp, d, top.ep, top.weights, top.kv_cache, top.adp)
+            cfg = dataclasses.replace(top, dp=d)
             return Option(index=-1, cfg=cfg, batch=b, violations=(), coef=coef, stages=stages,
                           ttft_const_t=ttft_t, units=units)
 
