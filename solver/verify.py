@@ -37,10 +37,9 @@ from .physics.disagg import (
     decode_step_model,
     disagg_ttft_s,
     kv_transfer_s,
-    prefill_figures,
+    prefill_worker,
     transfer_link,
 )
-from .physics.steps import step_model
 from .problem import BATCH_LEVELS, RATE_LEVELS, Problem
 from .simulate.disagg import simulate_disagg
 from .simulate.plan import simulate_plan
@@ -482,7 +481,7 @@ def disagg_metrics(problem: Problem, dp: DisaggPlacement) -> DisaggMetrics:
     """TTFT, TPOT and capacities of a disaggregated plan from the step model (physics.disagg)."""
     ctx, wl, lim = problem.ctx, problem.instance.workload, problem.instance.limits
     p, d = dp.prefill, dp.decode
-    pf = prefill_figures(step_model(ctx, p.cfg, p.layers_per_stage), wl.input_tokens, lim.max_num_batched_tokens)
+    pf = prefill_worker(ctx, p.cfg, p.layers_per_stage, wl.input_tokens, lim.max_num_batched_tokens)
     dec = decode_figures(decode_step_model(ctx, d.cfg, d.layers_per_stage), d.batch, wl.input_tokens, wl.output_tokens)
     link = transfer_link(ctx, dp.gpus)
     transfer = kv_transfer_s(ctx, p.cfg, d.cfg, wl.input_tokens, link)

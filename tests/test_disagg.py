@@ -357,3 +357,20 @@ def test_the_proof_names_the_memory_of_the_closest_worker(write_instance):
     (b,) = doc["proof"]["disaggregated_bounds"]
     assert code == 1 and b["rule"].startswith("prefill.mem_cap") and b["unit"] == "GiB"
     assert "the closest, tp=1 pp=1" in b["statement"] and b["value"] > b["limit"]
+
+
+def test_an_attention_dp_prefill_worker_prefills_a_lone_prompt_on_one_rank():
+    from solver.physics.disagg import prefill_worker
+
+    problem = load_instance(INSTANCES / "deepseekv3_4x8_h200.json")
+    ctx, layers = problem.ctx, (problem.arch.layers,)
+    adp4 = Config(2, 1, 1, 8, "fp8", "fp8", 4)
+    pf = prefill_worker(ctx, adp4, layers, 8192, 8192)
+    lone = prefill_figures(step_model(ctx, adp4, layers, balanced=False), 8192, 8192)
+    spread = prefill_figures(step_model(ctx, adp4, layers), 8192, 8192)
+    # A lone prompt is on one rank (not a quarter on each); under load each rank takes its own.
+    assert pf.latency_s == pytest.approx(lone.latency_s) and pf.latency_s > spread.latency_s
+    assert pf.prompts_per_step == 4 and pf.capacity_per_s > 1 / pf.latency_s
+    one_rank = Config(2, 1, 1, 8, "fp8", "fp8")
+    assert prefill_worker(ctx, one_rank, layers, 8192, 8192) == prefill_figures(step_model(ctx, one_rank, layers),
+                                                                                8192, 8192)

@@ -24,8 +24,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from ..physics import step_model
-from ..physics.disagg import decode_figures, decode_step_model, prefill_figures
+from ..physics.disagg import decode_figures, decode_step_model, prefill_worker
 from ..problem import RATE_LEVELS, Problem, build_problem
 from ..search.disagg import (
     RATE_SCALE,
@@ -63,8 +62,8 @@ def _failures(problem: Problem, pool: str):
     out = []
     for cfg, layers in pool_configs(problem):
         if pool == "prefill":
-            batch = prefill_figures(step_model(problem.ctx, cfg, layers), wl.input_tokens,
-                                    lim.max_num_batched_tokens).prompts_per_step
+            batch = prefill_worker(problem.ctx, cfg, layers, wl.input_tokens,
+                                   lim.max_num_batched_tokens).prompts_per_step
         else:
             batch = RATE_LEVELS[0]
         ev = evaluate(problem, Placement(cfg, batch, layers), simulate=False)

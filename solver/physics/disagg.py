@@ -58,25 +58,43 @@ def decode_step_model(ctx: Context, cfg: Config, layers_per_stage: list[int] | t
     return replace(base, stages=tuple(replace(st, overhead_s=st.overhead_s + extra) for st in base.stages))
 
 
-def prefill_figures(model: StepModel, input_tokens: int, step_tokens: int) -> PrefillFigures:
-    """Latency of a lone prompt and capacity of one prefill worker (see the module docstring)."""
+def prefill_figures(model: StepModel, input_tokens: int, step_tokens: int, lone: StepModel | None = None,
+                    ranks: int = 1) -> PrefillFigures:
+    """Latency of a lone prompt and capacity of one prefill worker (see the module docstring).
+
+    With ``ranks`` attention-DP ranks every rank schedules its own step of ``step_tokens``: a lone
+    prompt passes on one rank (``lone``: the step model of the tokens on one rank), while under load
+    every rank carries its prompts and the experts see all of them (``model``, balanced).
+    """
+    lone = lone or model
+    last = len(model.stages) - 1
     chunks = math.ceil(input_tokens / step_tokens)
-    latency = 0.0
+    latency = loaded = 0.0
     done = 0
     for c in range(chunks):
         size = min(step_tokens, input_tokens - done)
+        sampled = 1.0 if c == chunks - 1 else 0.0
         # One prompt is not split into micro-batches: every chunk passes every stage in turn.
-        last = len(model.stages) - 1
-        latency += sum(st.time_s(size, 0, causal_pairs(size, done), 1.0 if c == chunks - 1 and s == last else 0.0)
-                       for s, st in enumerate(model.stages))
+        latency += sum(st.time_s(size, 0, causal_pairs(size, done), sampled if s == last else 0.0)
+                       for s, st in enumerate(lone.stages))
+        loaded += sum(st.time_s(ranks * size, 0, ranks * causal_pairs(size, done), ranks * sampled if s == last else 0.0)
+                      for s, st in enumerate(model.stages))
         done += size
-    per_step = max(1, step_tokens // input_tokens)
-    if per_step == 1:
-        capacity = 1.0 / latency
+    per_rank = max(1, step_tokens // input_tokens)
+    if per_rank == 1:
+        capacity = ranks / loaded  # each rank chunks its own prompt, the ranks' chunks in one step
     else:
-        step = model.step_s(0, 0, per_step * input_tokens, per_step * causal_pairs(input_tokens), per_step)
-        capacity = per_step / step
-    return PrefillFigures(latency, capacity, per_step)
+        n = per_rank * ranks
+        capacity = n / model.step_s(0, 0, n * input_tokens, n * causal_pairs(input_tokens), n)
+    return PrefillFigures(latency, capacity, per_rank * ranks)
+
+
+def prefill_worker(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...], input_tokens: int,
+                   step_tokens: int) -> PrefillFigures:
+    """:func:`prefill_figures` of one prefill worker of ``cfg``, with its attention-DP ranks."""
+    model = step_model(ctx, cfg, layers_per_stage)
+    lone = step_model(ctx, cfg, layers_per_stage, balanced=False) if cfg.adp > 1 else model
+    return prefill_figures(model, input_tokens, step_tokens, lone, cfg.adp)
 
 
 def decode_figures(model: StepModel, batch: int, input_tokens: int, output_tokens: int) -> DecodeFigures:

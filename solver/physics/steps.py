@@ -79,10 +79,13 @@ class StepModel:
         return steps * (first + last) / 2
 
 
-def stage_costs(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...]) -> tuple[StageCost, ...]:
-    """The cost of each pipeline stage of ``cfg`` holding ``layers_per_stage`` decoder layers."""
+def stage_costs(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...],
+                balanced: bool = True) -> tuple[StageCost, ...]:
+    """The cost of each pipeline stage of ``cfg`` holding ``layers_per_stage`` decoder layers
+    (``balanced``: a step's tokens spread over the attention-DP ranks; else all on one, as a lone
+    prompt's)."""
     kinds = ctx.arch.layer_kinds()
-    per_kind = {k: layer_cost(ctx, k, cfg) for k in set(kinds)}
+    per_kind = {k: layer_cost(ctx, k, cfg, balanced=balanced) for k in set(kinds)}
     head = lm_head_cost(ctx, cfg)
     out = []
     for s, counts in enumerate(stage_counts(kinds, list(layers_per_stage))):
@@ -97,7 +100,8 @@ def stage_costs(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[i
     return tuple(out)
 
 
-def step_model(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...]) -> StepModel:
-    """The step model of one replica of ``cfg`` with the given split."""
+def step_model(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[int, ...],
+               balanced: bool = True) -> StepModel:
+    """The step model of one replica of ``cfg`` with the given split (``balanced``: see :func:`stage_costs`)."""
     full, window = window_of(ctx.arch)
-    return StepModel(stage_costs(ctx, cfg, layers_per_stage), full_fraction=full, window=window)
+    return StepModel(stage_costs(ctx, cfg, layers_per_stage, balanced), full_fraction=full, window=window)

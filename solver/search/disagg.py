@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from ..physics import Config, even_split, packs_in_nodes, replica_seq_cap, step_model
+from ..physics import Config, even_split, packs_in_nodes, replica_seq_cap
 from ..physics.disagg import (
     DecodeFigures,
     PrefillFigures,
@@ -35,7 +35,7 @@ from ..physics.disagg import (
     decode_step_model,
     disagg_ttft_s,
     kv_transfer_s,
-    prefill_figures,
+    prefill_worker,
 )
 from ..problem import RATE_LEVELS, Problem
 from ..verify import (
@@ -113,8 +113,9 @@ def prefill_designs(problem: Problem) -> list[PoolDesign]:
     wl, lim = problem.instance.workload, problem.instance.limits
     out = []
     for cfg, layers in pool_configs(problem):
-        pf = prefill_figures(step_model(problem.ctx, cfg, layers), wl.input_tokens, lim.max_num_batched_tokens)
-        if pf.prompts_per_step > lim.max_num_seqs or not _pool_fits(problem, Placement(cfg, pf.prompts_per_step, layers)):
+        pf = prefill_worker(problem.ctx, cfg, layers, wl.input_tokens, lim.max_num_batched_tokens)
+        if (pf.prompts_per_step > replica_seq_cap(lim.max_num_seqs, cfg)
+                or not _pool_fits(problem, Placement(cfg, pf.prompts_per_step, layers))):
             continue
         out.append(PoolDesign(cfg, layers, pf.prompts_per_step, pf.capacity_per_s, pf.latency_s))
     return out
@@ -277,8 +278,7 @@ def disagg_placement(problem: Problem, prefill: dict, decode: dict, weights: str
                decode.get("attention_dp", 1))
     players, dlayers = tuple(even_split(a.layers, p.pp)), tuple(even_split(a.layers, d.pp))
     one = dataclasses.replace(p, dp=1)
-    per_step = prefill_figures(step_model(problem.ctx, one, players), wl.input_tokens,
-                               lim.max_num_batched_tokens).prompts_per_step
+    per_step = prefill_worker(problem.ctx, one, players, wl.input_tokens, lim.max_num_batched_tokens).prompts_per_step
     model = decode_step_model(problem.ctx, dataclasses.replace(d, dp=1), dlayers)
     cap = replica_seq_cap(lim.max_num_seqs, d)
     levels = [lv for lv in RATE_LEVELS if lv <= cap] or [cap]
