@@ -173,3 +173,29 @@ def test_requests_validate():
         Requests(np.array([1, 2]), np.array([1]), None, 1)
     with pytest.raises(ValueError):
         Requests(np.array([1]), np.array([1]), None, 0)
+
+
+def test_attention_dp_ranks_prefill_their_own_prompts():
+    import dataclasses
+
+    from solver.api import load_instance
+    from solver.simulate.engine import run_replica
+    from tests.conftest import INSTANCES
+
+    problem = load_instance(INSTANCES / "deepseekv3_4x8_h200.json")
+    cfg, layers = Config(2, 1, 1, 8, "fp8", "fp8", 4), (problem.arch.layers,)
+    model = step_model(problem.ctx, cfg, layers)
+    lone = step_model(problem.ctx, cfg, layers, balanced=False)
+    assert model.ranks == 4
+    t, p = 8192.0, 8192.0 * 8193 / 2
+    # All of a step's prompt tokens on one rank cost that rank's whole attention: the lone rate.
+    assert model.step_s(0, 0, t, p, 1, busiest_tokens=t, busiest_pairs=p) == pytest.approx(lone.step_s(0, 0, t, p, 1))
+    # Spread evenly, the ranks' share: the balanced step.
+    assert model.step_s(0, 0, t, p, 4, busiest_tokens=t / 4, busiest_pairs=p / 4) == pytest.approx(
+        model.step_s(0, 0, t, p, 4))
+    # A lone prompt in the simulator waits for its own rank; reading the ranks as one spreads it.
+    sched = Scheduler("mixed", 256, 8192 * 4, kv_capacity_tokens(problem.ctx, cfg, layers))
+    one = Requests(np.array([8192]), np.array([2]), np.array([0.0]))
+    ranked = run_replica(model, sched, one).first_token_s[0]
+    spread = run_replica(dataclasses.replace(model, ranks=1, rank_excess=()), sched, one).first_token_s[0]
+    assert ranked == pytest.approx(lone.step_s(0, 0, t, p, 1), rel=1e-6) and ranked > 1.5 * spread

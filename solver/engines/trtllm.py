@@ -42,10 +42,11 @@ TOKEN_OVERHEAD_US: float = 0.0
 # Disaggregated serving (solver.physics.efficiency.Efficiency.kv_handoff_s / disagg_step_overhead_s),
 # fitted on every third disaggregated calibration row that gives its worker counts
 # (benchmarks/disagg_fidelity.py --fit; grids 0-200 ms by 25, 0-3000 us by 500): on TensorRT-LLM's 43
-# rows (DeepSeek-R1/V3, Kimi-K2.5, Qwen3-32B on B200 / GB200 / GB300 under Dynamo) no hand-off beyond
-# the front end's, and 2 ms per generation step (its KV cache transceiver's status checks: decode-only
-# TPOT was 20-30% below the measured at low load without it, where the aggregated rows are not).
-DISAGG_HANDOFF_MS: float = 0.0
+# rows (DeepSeek-R1/V3, Kimi-K2.5, Qwen3-32B on B200 / GB200 / GB300 under Dynamo) a 25 ms hand-off
+# beyond the front end's, and 2 ms per generation step (its KV cache transceiver's status checks:
+# decode-only TPOT was 20-30% below the measured at low load without it, where the aggregated rows
+# are not).
+DISAGG_HANDOFF_MS: float = 25.0
 DISAGG_STEP_OVERHEAD_US: float = 2000.0
 REQUEST_OVERHEAD_MS: float = 135.1
 # From 1.1 on, fitted on the rows measured with 1.1.0rc2-1.3.0rc5 and on the unversioned rows of the

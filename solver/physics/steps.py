@@ -40,28 +40,45 @@ class StepModel:
     # window the others attend within. A full-attention model has 1.0 and 0.
     full_fraction: float = 1.0
     window: int = 0
+    # Attention data parallelism: ``ranks`` attention ranks, each prefilling its own prompts. The
+    # step's costs are the ranks' even share; ``rank_excess`` (per stage: seconds per prompt token
+    # and per causal pair) is what the busiest rank adds for each token (pair) it holds above that
+    # share, its attention and dense layers being its own (the experts see every rank's tokens).
+    ranks: int = 1
+    rank_excess: tuple[tuple[float, float], ...] = ()
 
     @property
     def pp(self) -> int:
         return len(self.stages)
 
     def step_s(self, decode_seqs: float, context: float, prefill_tokens: float = 0.0, pairs: float = 0.0,
-               prefills_done: float = 0.0) -> float:
+               prefills_done: float = 0.0, busiest_tokens: float | None = None,
+               busiest_pairs: float = 0.0) -> float:
         """Seconds of one step.
 
         ``decode_seqs`` sequences each decode a token attending to ``context`` keys in total;
         ``prefill_tokens`` prompt tokens with ``pairs`` causal (query, key) pairs ride along, and
         ``prefills_done`` prompts finish their prefill in this step (their first token is sampled).
+        With attention DP, ``busiest_tokens`` / ``busiest_pairs`` are the prompt tokens and pairs of
+        the rank holding the most (None: spread evenly).
         """
         tokens = decode_seqs + prefill_tokens
         sampled = decode_seqs + prefills_done
+        excess = [0.0] * len(self.stages)
+        if self.rank_excess and busiest_tokens is not None:
+            extra_t = max(busiest_tokens - prefill_tokens / self.ranks, 0.0)
+            extra_p = max(busiest_pairs - pairs / self.ranks, 0.0)
+            if self.window:
+                extra_p = windowed_keys(self.full_fraction, self.window, extra_t, extra_p)
+            excess = [ct * extra_t + cp * extra_p for ct, cp in self.rank_excess]
         if self.window:
             context = windowed_keys(self.full_fraction, self.window, decode_seqs, context)
             pairs = windowed_keys(self.full_fraction, self.window, prefill_tokens, pairs)
         pp = len(self.stages)
         if pp == 1:
-            return self.stages[0].time_s(tokens, context, pairs, sampled)
-        return pp * max(st.time_s(tokens / pp, context / pp, pairs / pp, sampled / pp) for st in self.stages)
+            return self.stages[0].time_s(tokens, context, pairs, sampled) + excess[0]
+        return pp * max(st.time_s(tokens / pp, context / pp, pairs / pp, sampled / pp) + ex / pp
+                        for st, ex in zip(self.stages, excess, strict=True))
 
     def decode_run_s(self, decode_seqs: int, context: float, steps: int) -> float:
         """Seconds of ``steps`` decode-only steps, the context growing by ``decode_seqs`` keys a step.
@@ -104,4 +121,11 @@ def step_model(ctx: Context, cfg: Config, layers_per_stage: list[int] | tuple[in
                balanced: bool = True) -> StepModel:
     """The step model of one replica of ``cfg`` with the given split (``balanced``: see :func:`stage_costs`)."""
     full, window = window_of(ctx.arch)
-    return StepModel(stage_costs(ctx, cfg, layers_per_stage, balanced), full_fraction=full, window=window)
+    stages = stage_costs(ctx, cfg, layers_per_stage, balanced)
+    if cfg.adp == 1 or not balanced:
+        return StepModel(stages, full_fraction=full, window=window)
+    lone = stage_costs(ctx, cfg, layers_per_stage, balanced=False)
+    k = cfg.adp / (cfg.adp - 1)  # one token above the even share costs the lone rate less the share's
+    excess = tuple(((lo.body.per_token_s - st.body.per_token_s) * k, (lo.body.per_pair_s - st.body.per_pair_s) * k)
+                   for st, lo in zip(stages, lone, strict=True))
+    return StepModel(stages, full_fraction=full, window=window, ranks=cfg.adp, rank_excess=excess)

@@ -36,7 +36,7 @@ class TransferredPrompts(StepModel):
     """A decode worker's steps: prompts arrive with their KV, so their tokens cost nothing to prefill."""
 
     def step_s(self, decode_seqs: float, context: float, prefill_tokens: float = 0.0, pairs: float = 0.0,
-               prefills_done: float = 0.0) -> float:
+               prefills_done: float = 0.0, busiest_tokens: float | None = None, busiest_pairs: float = 0.0) -> float:
         # An admitted prompt samples its first token in the step it joins: one more sequence decoding.
         return StepModel.step_s(self, decode_seqs + prefills_done, context)
 

@@ -99,6 +99,11 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
     next_closed = 0  # next request a closed-loop client will send
     stall = 0.0  # time since the running sequences' last token (prefill-only steps)
     itl = run.itl_runs
+    # Attention DP: each admitted request joins a rank in turn, and each rank fills its own share of
+    # the step's token budget with its own prompts (a lone prompt is prefilled on one rank).
+    ranks = model.ranks
+    rank_of: dict[int, int] = {}
+    admitted = 0
     every = sched.admit_every_steps
     since = every  # steps since the scheduler last took new requests (gated engines)
 
@@ -141,6 +146,8 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
             prefilling.append([i, 0])
             kv_used += ins[i] + outs[i]
             slots -= 1
+            rank_of[i] = admitted % ranks
+            admitted += 1
         if not running and not prefilling:
             # Nothing fits even in an empty cache: the request can never be served.
             i = waiting.popleft()
@@ -158,19 +165,37 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
             tokens = 0
             pairs = 0.0
             done_now: list[int] = []
+            if ranks > 1:
+                share = [max(1, budget // ranks)] * ranks  # the decodes are spread over the ranks
+                rank_tokens = [0.0] * ranks
+                rank_pairs = [0.0] * ranks
             for entry in prefilling:
-                if budget <= 0:
-                    break
                 i, done = entry
-                size = min(ins[i] - done, budget)
+                if ranks > 1:
+                    r = rank_of[i]
+                    size = min(ins[i] - done, share[r])
+                    if size <= 0:
+                        continue
+                    share[r] -= size
+                    rank_tokens[r] += size
+                    rank_pairs[r] += causal_pairs(size, done)
+                else:
+                    if budget <= 0:
+                        break
+                    size = min(ins[i] - done, budget)
+                    budget -= size
                 tokens += size
                 pairs += causal_pairs(size, done)
                 entry[1] = done + size
-                budget -= size
                 if entry[1] >= ins[i]:
                     done_now.append(i)
             decodes = b if mixed else 0
-            dt = model.step_s(decodes, context if mixed else 0.0, tokens, pairs, len(done_now))
+            if ranks > 1:
+                top = max(range(ranks), key=lambda x: rank_tokens[x])
+                dt = model.step_s(decodes, context if mixed else 0.0, tokens, pairs, len(done_now),
+                                  rank_tokens[top], rank_pairs[top])
+            else:
+                dt = model.step_s(decodes, context if mixed else 0.0, tokens, pairs, len(done_now))
             run.queue_time_area += len(waiting) * dt
             t += dt
             run.steps += 1
