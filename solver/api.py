@@ -206,7 +206,7 @@ def _with_disaggregation(problem: Problem, params: SolveParams, agg: Report) -> 
         "disaggregated": None if res.evaluation is None else disaggregated_json(problem, res.evaluation),
         "disaggregated_status": res.status, "disaggregated_note": res.note, "refuted": res.refuted,
         # Why none exists, in numbers that bound every pool layout searched (solver.diagnose.disagg).
-        "disaggregated_bounds": disagg_bounds(problem) if res.status == "infeasible" else [],
+        "disaggregated_bounds": disagg_bounds(problem, res.designs) if res.status == "infeasible" else [],
         "designs": {"prefill": res.prefill_designs, "decode": res.decode_designs},
         "objective_unit": unit, "time_s": round(time.perf_counter() - t0, 4),
     }

@@ -38,9 +38,11 @@ from ..search.disagg import (
 from ..verify import POOL_RULES_RESTATED, Placement, evaluate
 
 
-def disagg_bounds(problem: Problem) -> list[dict[str, Any]]:
-    """The facts that rule out every disaggregated plan of ``problem`` (empty when none is found)."""
-    pre, dec = prefill_designs(problem), decode_designs(problem)
+def disagg_bounds(problem: Problem, designs: tuple[list[PoolDesign], list[PoolDesign]] | None = None
+                  ) -> list[dict[str, Any]]:
+    """The facts that rule out every disaggregated plan of ``problem`` (empty when none is found);
+    ``designs``: the search's own prefill and decode designs, when it measured them."""
+    pre, dec = designs or (prefill_designs(problem), decode_designs(problem))
     if not pre:
         return [_nothing_fits(problem, "prefill")]
     if not dec:

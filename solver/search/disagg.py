@@ -77,6 +77,8 @@ class DisaggResult:
     prefill_designs: int = 0
     decode_designs: int = 0
     refuted: list[str] = field(default_factory=list)
+    # The designs measured (for a proof that bounds them all without measuring them again).
+    designs: tuple[list[PoolDesign], list[PoolDesign]] | None = field(default=None, repr=False)
 
 
 def _pool_fits(problem: Problem, placement: Placement) -> bool:
@@ -159,7 +161,7 @@ def plan_disagg(problem: Problem, time_limit_s: float = 10.0, seed: int = 0) -> 
     if not problem.pins.is_empty():
         return DisaggResult("skipped", note="the instance pins an aggregated strategy; no disaggregated search")
     pre, dec = prefill_designs(problem), decode_designs(problem)
-    result = DisaggResult("infeasible", prefill_designs=len(pre), decode_designs=len(dec))
+    result = DisaggResult("infeasible", prefill_designs=len(pre), decode_designs=len(dec), designs=(pre, dec))
     if not pre or not dec:
         result.note = (f"no {'prefill' if not pre else 'decode'} worker layout fits the GPU's memory"
                        + ("" if pre else "") + (" within slo.tpot_ms" if pre and inst.slo.tpot_ms else ""))
