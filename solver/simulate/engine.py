@@ -165,37 +165,32 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
             tokens = 0
             pairs = 0.0
             done_now: list[int] = []
-            if ranks > 1:
-                share = [max(1, budget // ranks)] * ranks  # the decodes are spread over the ranks
-                rank_tokens = [0.0] * ranks
-                rank_pairs = [0.0] * ranks
+            share = [max(1, budget // ranks)] * ranks  # the decodes are spread over the ranks
+            rank_tokens = [0] * ranks
+            rank_pairs = [0.0] * ranks
+            left = sum(share)
             for entry in prefilling:
+                if left <= 0:
+                    break  # every rank's share is spent
                 i, done = entry
-                if ranks > 1:
-                    r = rank_of[i]
-                    size = min(ins[i] - done, share[r])
-                    if size <= 0:
-                        continue
-                    share[r] -= size
-                    rank_tokens[r] += size
-                    rank_pairs[r] += causal_pairs(size, done)
-                else:
-                    if budget <= 0:
-                        break
-                    size = min(ins[i] - done, budget)
-                    budget -= size
+                r = rank_of[i]
+                size = min(ins[i] - done, share[r])
+                if size <= 0:
+                    continue  # its rank's share is spent (another rank's prompt may still fit)
+                p = causal_pairs(size, done)
+                share[r] -= size
+                left -= size
+                rank_tokens[r] += size
+                rank_pairs[r] += p
                 tokens += size
-                pairs += causal_pairs(size, done)
+                pairs += p
                 entry[1] = done + size
                 if entry[1] >= ins[i]:
                     done_now.append(i)
             decodes = b if mixed else 0
-            if ranks > 1:
-                top = max(range(ranks), key=lambda x: rank_tokens[x])
-                dt = model.step_s(decodes, context if mixed else 0.0, tokens, pairs, len(done_now),
-                                  rank_tokens[top], rank_pairs[top])
-            else:
-                dt = model.step_s(decodes, context if mixed else 0.0, tokens, pairs, len(done_now))
+            top = max(range(ranks), key=rank_tokens.__getitem__)
+            dt = model.step_s(decodes, context if mixed else 0.0, tokens, pairs, len(done_now),
+                              rank_tokens[top], rank_pairs[top])
             run.queue_time_area += len(waiting) * dt
             t += dt
             run.steps += 1
