@@ -190,7 +190,8 @@ def _fixed_bytes(ctx: Context, cfg: Config, counts: list[dict[str, int]]) -> flo
 def engine_efficiency(gpu) -> Efficiency:
     """The family's factors with TensorRT-LLM's engine overheads: the tables ran trtllm-bench."""
     return physics.efficiency_for(gpu, None, None if trtllm.STEP_OVERHEAD_US is None else trtllm.STEP_OVERHEAD_US * 1e-6,
-                                  trtllm.REQUEST_OVERHEAD_MS * 1e-3, trtllm.TOKEN_OVERHEAD_US * 1e-6)
+                                  trtllm.REQUEST_OVERHEAD_MS * 1e-3, trtllm.TOKEN_OVERHEAD_US * 1e-6,
+                                  moe_layer_overhead_s=trtllm.MOE_LAYER_OVERHEAD_US * 1e-6)
 
 
 def predict(row: dict[str, Any], eff: Efficiency | None = None) -> Prediction:

@@ -47,9 +47,12 @@ LATENCY_PARAMS = [
     ("layer_overhead_us", "family=hopper"), ("layer_overhead_us", "family=blackwell"),
     ("allreduce_per_peer", "family=hopper"), ("allreduce_per_peer", "family=blackwell"),
     ("step_overhead_us", "engine=vllm"), ("step_overhead_us", "engine=sglang"), ("step_overhead_us", "engine=trtllm"),
+    # TensorRT-LLM's front end is one figure before 1.1 and another from it: one fitted value would flatten them.
     ("request_overhead_ms", "engine=vllm"), ("request_overhead_ms", "engine=sglang"),
-    ("request_overhead_ms", "engine=trtllm"),
     ("token_overhead_us", "engine=vllm"), ("token_overhead_us", "engine=sglang"), ("token_overhead_us", "engine=trtllm"),
+    ("moe_layer_overhead_us", "engine=vllm"), ("moe_layer_overhead_us", "engine=sglang"),
+    ("moe_layer_overhead_us", "engine=trtllm"),
+    ("moe_compute_efficiency", "family=hopper"), ("moe_compute_efficiency", "family=blackwell"),
 ]
 
 _CASES: list[Case] = []

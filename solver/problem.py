@@ -278,7 +278,8 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
     version = inst.search.engine_version or eng.DEFAULT_VERSION
     eff = efficiency_for(gpu, cost_model, None if step_us is None else step_us * 1e-6,
                          eng.request_overhead_ms(version) * 1e-3, eng.TOKEN_OVERHEAD_US * 1e-6,
-                         eng.DISAGG_HANDOFF_MS * 1e-3, eng.DISAGG_STEP_OVERHEAD_US * 1e-6)
+                         eng.DISAGG_HANDOFF_MS * 1e-3, eng.DISAGG_STEP_OVERHEAD_US * 1e-6,
+                         eng.MOE_LAYER_OVERHEAD_US * 1e-6)
     ctx = Context(arch=arch, hw=hw, workload=inst.workload, limits=inst.limits, eff=eff,
                   memory=eng.memory_conventions(version))
     _check_consistency(inst, arch, file)
@@ -326,6 +327,7 @@ def build_problem(inst: Instance, file: str | None = None) -> Problem:
         "request_overhead_ms": round(e.request_overhead_s * 1e3, 3),
         "token_overhead_us": round(e.token_overhead_s * 1e6, 3),
         "moe_prefill_expert_us": round(e.moe_prefill_expert_s * 1e6, 3),
+        "moe_layer_overhead_us": round(e.moe_layer_overhead_s * 1e6, 3),
         "kv_handoff_ms": round(e.kv_handoff_s * 1e3, 3),
         "disagg_step_overhead_us": round(e.disagg_step_overhead_s * 1e6, 3),
     }

@@ -353,3 +353,30 @@ def test_moe_prefill_pays_per_expert_held_and_only_on_prompt_steps():
     extra = base.step_s(16, 16 * 1024, 512, 512 * 513 / 2, 1) - off.step_s(16, 16 * 1024, 512, 512 * 513 / 2, 1)
     moe_layers = problem.arch.layer_kinds().count("moe")
     assert extra == pytest.approx(MOE_PREFILL_EXPERT_S * experts * moe_layers)
+
+
+def test_moe_layer_overhead_on_unfused_moe_layers_only():
+    """The engine's per-MoE-layer routing kernels cost every step of an MoE layer, not a dense layer's,
+    and nothing where the experts' precision fuses the routing into the expert GEMMs (MXFP4)."""
+    import dataclasses
+
+    from solver.engines import engine
+    from solver.physics import Config, layer_cost
+    from solver.physics.precision import FUSED_ROUTING_WEIGHTS
+    from solver.problem import load_problem
+
+    problem = load_problem("instances/qwen3_235b_8_h100.json")
+    ctx = problem.ctx
+    assert engine("vllm").MOE_LAYER_OVERHEAD_US > 0
+    assert ctx.eff.moe_layer_overhead_s == pytest.approx(engine("vllm").MOE_LAYER_OVERHEAD_US * 1e-6)
+    off_ctx = dataclasses.replace(ctx, eff=dataclasses.replace(ctx.eff, moe_layer_overhead_s=0.0))
+    cfg = Config(8, 1, 1, 1, "fp8", "fp8")
+    for kind in set(problem.arch.layer_kinds()):
+        on, off = layer_cost(ctx, kind, cfg), layer_cost(off_ctx, kind, cfg)
+        expected = ctx.eff.moe_layer_overhead_s if kind == "moe" else 0.0
+        assert on.time_s(4, 4096) - off.time_s(4, 4096) == pytest.approx(expected)
+    fused = dataclasses.replace(cfg, weights=sorted(FUSED_ROUTING_WEIGHTS)[0])
+    assert layer_cost(ctx, "moe", fused).fixed_s == pytest.approx(layer_cost(off_ctx, "moe", fused).fixed_s)
+    # The report states the factor with the other defaults.
+    assert problem.defaults["cost_model"]["moe_layer_overhead_us"] == pytest.approx(
+        engine("vllm").MOE_LAYER_OVERHEAD_US)

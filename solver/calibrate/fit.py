@@ -31,6 +31,7 @@ FACTORS: dict[str, tuple[str, float, tuple[float, float]]] = {
     "allreduce_per_peer": ("allreduce_per_peer", 1.0, (0.0, 50.0)),
     "request_overhead_ms": ("request_overhead_s", 1e-3, (0.0, 5_000.0)),
     "moe_prefill_expert_us": ("moe_prefill_expert_s", 1e-6, (0.0, 1_000.0)),
+    "moe_layer_overhead_us": ("moe_layer_overhead_s", 1e-6, (0.0, 1_000.0)),
 }
 
 

@@ -37,18 +37,26 @@ def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_b
     return {}
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
-STEP_OVERHEAD_US: float | None = 3370.0
-# Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
+STEP_OVERHEAD_US: float | None = 927.7
+# Per MoE layer per step, beyond a dense layer's (Efficiency.moe_layer_overhead_s): the router's top-k,
+# the tokens' sort by expert, the activations' quantisation and the weighted combine, each a kernel of
+# its own except where the experts' precision fuses them (solver.physics.precision.FUSED_ROUTING_WEIGHTS).
+# Fitted with the step and front-end overheads and the MoE GEMM efficiency on every third covered
+# latency row (benchmarks/fit_factors.py); without it the small-batch TPOT of MiniMax-M2.5 and
+# Kimi-K2.5 was 17-26% below the measured while their large-batch TPOT was above it.
+MOE_LAYER_OVERHEAD_US: float = 38.4
 # Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
-TOKEN_OVERHEAD_US: float = 10.0
+TOKEN_OVERHEAD_US: float = 3.57
 # Disaggregated serving (solver.physics.efficiency.Efficiency.kv_handoff_s / disagg_step_overhead_s),
 # fitted on every third disaggregated calibration row that gives its worker counts
 # (benchmarks/disagg_fidelity.py --fit; grids 0-200 ms by 25, 0-3000 us by 500): on SGLang's 28 rows
-# (DeepSeek-R1/V3 on B200 / GB200 / GB300, 0.5.5-0.5.8) a 75 ms hand-off (the decode worker's
+# (DeepSeek-R1/V3 on B200 / GB200 / GB300, 0.5.5-0.5.8) a 50 ms hand-off (the decode worker's
 # pre-allocation, the prefill worker's bootstrap wait and the transfer's polling), and no per-step cost.
-DISAGG_HANDOFF_MS: float = 75.0
+# Refitted with the per-MoE-layer overhead in the step model (75 ms before it).
+DISAGG_HANDOFF_MS: float = 50.0
 DISAGG_STEP_OVERHEAD_US: float = 0.0
-REQUEST_OVERHEAD_MS: float = 5.0
+# Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
+REQUEST_OVERHEAD_MS: float = 39.4
 
 
 def request_overhead_ms(version: str | None = None) -> float:

@@ -35,19 +35,28 @@ def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_b
     return {}
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
-STEP_OVERHEAD_US: float | None = 37.2
-# Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
+STEP_OVERHEAD_US: float | None = 34.2
+# Per MoE layer per step, beyond a dense layer's (Efficiency.moe_layer_overhead_s): the router's top-k,
+# the tokens' sort by expert, the activations' quantisation and the weighted combine, each a kernel of
+# its own except where the experts' precision fuses them (solver.physics.precision.FUSED_ROUTING_WEIGHTS).
+# Fitted with the step and front-end overheads and the MoE GEMM efficiency on every third covered
+# latency row (benchmarks/fit_factors.py); without it the small-batch TPOT of MiniMax-M2.5 and
+# Kimi-K2.5 was 17-26% below the measured while their large-batch TPOT was above it.
+MOE_LAYER_OVERHEAD_US: float = 54.1
 # Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
 TOKEN_OVERHEAD_US: float = 0.0
 # Disaggregated serving (solver.physics.efficiency.Efficiency.kv_handoff_s / disagg_step_overhead_s),
 # fitted on every third disaggregated calibration row that gives its worker counts
 # (benchmarks/disagg_fidelity.py --fit; grids 0-200 ms by 25, 0-3000 us by 500): on TensorRT-LLM's 43
-# rows (DeepSeek-R1/V3, Kimi-K2.5, Qwen3-32B on B200 / GB200 / GB300 under Dynamo) a 25 ms hand-off
-# beyond the front end's, and 2 ms per generation step (its KV cache transceiver's status checks:
-# decode-only TPOT was 20-30% below the measured at low load without it, where the aggregated rows
-# are not).
-DISAGG_HANDOFF_MS: float = 25.0
-DISAGG_STEP_OVERHEAD_US: float = 2000.0
+# rows (DeepSeek-R1/V3, Kimi-K2.5, Qwen3-32B on B200 / GB200 / GB300 under Dynamo) no hand-off beyond
+# the front end's and no per-step cost: both at the bottom of their grids. Before the per-MoE-layer
+# overhead (MOE_LAYER_OVERHEAD_US) entered the step model they were 25 ms and 2 ms, the decode-only
+# TPOT being 20-30% below the measured at low load without the latter; with it the decode pools'
+# TPOT is above the measured (+6% to +21% median on DeepSeek-V3): the overhead fitted on the
+# aggregated rows is more than these pools pay.
+DISAGG_HANDOFF_MS: float = 0.0
+DISAGG_STEP_OVERHEAD_US: float = 0.0
+# Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
 REQUEST_OVERHEAD_MS: float = 135.1
 # From 1.1 on, fitted on the rows measured with 1.1.0rc2-1.3.0rc5 and on the unversioned rows of the
 # same sweeps (benchmarks/fit_factors.py): the 1.0 figure above comes from the Qwen3-32B H100 rows

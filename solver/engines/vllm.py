@@ -82,17 +82,25 @@ def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_b
     return {}
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
-STEP_OVERHEAD_US: float | None = 461.5
-# Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
+STEP_OVERHEAD_US: float | None = 274.3
+# Per MoE layer per step, beyond a dense layer's (Efficiency.moe_layer_overhead_s): the router's top-k,
+# the tokens' sort by expert, the activations' quantisation and the weighted combine, each a kernel of
+# its own except where the experts' precision fuses them (solver.physics.precision.FUSED_ROUTING_WEIGHTS).
+# Fitted with the step and front-end overheads and the MoE GEMM efficiency on every third covered
+# latency row (benchmarks/fit_factors.py); without it the small-batch TPOT of MiniMax-M2.5 and
+# Kimi-K2.5 was 17-26% below the measured while their large-batch TPOT was above it.
+MOE_LAYER_OVERHEAD_US: float = 22.8
 # Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
 TOKEN_OVERHEAD_US: float = 11.9
 # Disaggregated serving (solver.physics.efficiency.Efficiency.kv_handoff_s / disagg_step_overhead_s),
 # fitted on every third disaggregated calibration row that gives its worker counts
 # (benchmarks/disagg_fidelity.py --fit; grids 0-200 ms by 25, 0-3000 us by 500): vLLM has 5 such rows,
 # all one deployment (Kimi-K2.5 NVFP4 on GB200, 0.18, NixlConnector behind a proxy that sends each
-# request twice): a 175 ms hand-off and 1.5 ms per decode step. Thin evidence; override per deployment.
+# request twice): a 175 ms hand-off and 0.5 ms per decode step (1.5 ms before the per-MoE-layer
+# overhead entered the step model). Thin evidence; override per deployment.
 DISAGG_HANDOFF_MS: float = 175.0
-DISAGG_STEP_OVERHEAD_US: float = 1500.0
+DISAGG_STEP_OVERHEAD_US: float = 500.0
+# Per request, from the client's send to the engine's queue (HTTP, tokenisation, IPC), ms.
 REQUEST_OVERHEAD_MS: float = 40.0
 
 

@@ -425,6 +425,9 @@ class CostModelSpec(Strict):
     moe_prefill_expert_us: float | None = Field(
         None, ge=0, le=1e4, description="Per routed expert a GPU holds, per MoE layer, on a step carrying prompt "
         "tokens (grouped-GEMM and routing work per expert), us.")
+    moe_layer_overhead_us: float | None = Field(
+        None, ge=0, le=1e4, description="Per MoE layer per step, beyond a dense layer's: the router's top-k, the "
+        "tokens' sort by expert, their activations' quantisation and the weighted combine, us.")
     allreduce_per_peer: float | None = Field(
         None, ge=0, le=100, description="Small all-reduce latency growth per peer, in multiples of the link latency."
     )

@@ -24,6 +24,12 @@ WEIGHT_BYTES: dict[str, float] = {
 # quantization_config {"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn",
 # "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}.
 EXPERT_ONLY_WEIGHTS: frozenset[str] = frozenset({"mxfp4"})
+# Expert precisions whose MoE kernels fuse the routing (top-k, the tokens' permutation by expert and
+# the weighted combine) into the expert GEMMs: MXFP4 runs TensorRT-LLM's trtllm-gen MoE on Blackwell
+# (vLLM through FlashInfer's) and the Triton MoE kernels on Hopper (TensorRT-LLM's gpt-oss deployment
+# guide, "MoE Backend Support Matrix"). The other precisions' MoE layers run those steps as kernels of
+# their own: Efficiency.moe_layer_overhead_s.
+FUSED_ROUTING_WEIGHTS: frozenset[str] = frozenset({"mxfp4"})
 UNQUANTISED_BYTES = 2.0  # what the modules a checkpoint leaves unquantised are stored in (BF16)
 KV_BYTES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0}
 ACT_BYTES = 2.0  # activations travel in 16-bit between layers and GPUs

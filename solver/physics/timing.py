@@ -14,7 +14,7 @@ from .memory import (
     routed_expert_bytes_per_gpu,
 )
 from .params import layer_params
-from .precision import ACT_BYTES, compute_dtype, peak_tflops
+from .precision import ACT_BYTES, FUSED_ROUTING_WEIGHTS, compute_dtype, peak_tflops
 
 
 def experts_touched_fraction(tokens: float, top_k: int, experts: int) -> float:
@@ -137,6 +137,8 @@ def layer_cost(ctx: Context, kind: str, cfg: Config, balanced: bool = True) -> L
         busiest = ctx.ep_imbalance(cfg.ep, cfg.redundant) if cfg.ep > 1 else 1.0
         per_token += 2 * expert_params_active / (peak * eff.moe_compute) * busiest
     fixed = static_bytes / bw + eff.layer_overhead_s
+    if lp.experts and cfg.weights not in FUSED_ROUTING_WEIGHTS:
+        fixed += eff.moe_layer_overhead_s
     if tp > 1:
         # Two all-reduces per layer (after attention and after the MLP), ring bytes 2 (n-1)/n.
         fixed += 2 * allreduce_latency_s(tp, ctx.hw.intra, eff)
