@@ -119,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", action="store_true", help="print every row")
     ap.add_argument("--fit", action="store_true", help="re-fit the latency factors on every covered row")
     ap.add_argument("--holdout", action="store_true", help="fit with each model left out, report on it")
+    ap.add_argument("--holdout-factors", default="", metavar="F[,F]",
+                    help="with --holdout: move only these factors (e.g. moe_layer_overhead_us), the others "
+                    "stay at their shipped values")
+    ap.add_argument("--holdout-models", default="", metavar="M[,M]",
+                    help="with --holdout: leave out only these models (default every model in turn)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -219,16 +224,23 @@ def _refit(cases: list[Case], closed, args, mapper) -> dict:
             print(f"  {p.label:<40} {p.value:10.4g}")
         out["fit"] = {p.label: p.value for p in params}
     if args.holdout:
-        print("\nHeld out: factors fitted without the model, error on it")
+        only = {f for f in args.holdout_factors.split(",") if f}
+        print("\nHeld out: factors fitted without the model, error on it"
+              + (f" (moving only {', '.join(sorted(only))})" if only else ""))
         models = sorted({c.measurement.deployment.model for c in train})
+        if args.holdout_models:
+            models = [m for m in models if m in args.holdout_models.split(",")]
         held = {}
         for model in models:
             rest = [c for c in train if c.measurement.deployment.model != model]
             test = [c for c in train if c.measurement.deployment.model == model]
             params = _start_params(rest)
-            fit(rest, params, args.statistic, mapper, rounds=2, steps=(1.41, 1.19))
+            moving = [p for p in params if not only or p.factor in only]
+            print(_line(f"{model} (shipped factors)", predictions(test, params, args.statistic, mapper)))
+            fit(rest, moving, args.statistic, mapper, rounds=2, steps=(1.41, 1.19))
             preds = predictions(test, params, args.statistic, mapper)
             print(_line(f"{model} (fitted on the {len(rest)} others)", preds))
+            print("    " + ", ".join(f"{p.label} {p.value:.4g}" for p in moving))
             held[model] = _summary(preds)
         out["holdout"] = held
     return out
