@@ -36,12 +36,8 @@ def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_b
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
 STEP_OVERHEAD_US: float | None = 34.2
-# Per MoE layer per step, beyond a dense layer's (Efficiency.moe_layer_overhead_s): the router's top-k,
-# the tokens' sort by expert, the activations' quantisation and the weighted combine, each a kernel of
-# its own except where the experts' precision fuses them (solver.physics.precision.FUSED_ROUTING_WEIGHTS).
-# Fitted with the step and front-end overheads and the MoE GEMM efficiency on every third covered
-# latency row (benchmarks/fit_factors.py); without it the small-batch TPOT of MiniMax-M2.5 and
-# Kimi-K2.5 was 17-26% below the measured while their large-batch TPOT was above it.
+# Per MoE layer per step beyond a dense layer's, us (Efficiency.moe_layer_overhead_s says what and why;
+# fitted by benchmarks/fit_factors.py).
 MOE_LAYER_OVERHEAD_US: float = 54.1
 # Per generated token per step: detokenisation, streaming and bookkeeping on the engine's CPU, us.
 TOKEN_OVERHEAD_US: float = 0.0

@@ -31,8 +31,12 @@ class Efficiency:
     # expert is touched then): the grouped-GEMM and routing work each expert costs whatever its
     # tokens, outside the CUDA graphs that capture decode-only steps.
     moe_prefill_expert_s: float = MOE_PREFILL_EXPERT_S
-    # Per MoE layer per step, beyond a dense layer's: routing, permutation, quantisation and combine
-    # kernels (the engine's, solver/engines/*.py MOE_LAYER_OVERHEAD_US; 0 where the routing is fused).
+    # Per MoE layer per step, beyond a dense layer's (the engine's, solver/engines/*.py
+    # MOE_LAYER_OVERHEAD_US): the router's top-k, the tokens' sort by expert, the activations'
+    # quantisation and the weighted combine, each a kernel of its own, except where the experts'
+    # precision fuses them into the expert GEMMs (precision.FUSED_ROUTING_WEIGHTS). Fitted with the
+    # other factors (benchmarks/fit_factors.py); without it the small-batch TPOT of MiniMax-M2.5 and
+    # Kimi-K2.5 was 17-26% below the measured while their large-batch TPOT was above it.
     moe_layer_overhead_s: float = 0.0
     # Disaggregated serving (the engine's, solver/engines/*.py DISAGG_*): per request, the hand-off of a
     # prompt between the pools beyond moving its bytes (the decode worker's KV allocation and the
