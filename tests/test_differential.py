@@ -24,10 +24,10 @@ from solver.verify import evaluate
 from tests.bruteforce import exact_brute_force
 
 PARAMS = SolveParams(time_limit_s=30)
-# Random instances per run of the main differential test. The default keeps it near two minutes on a
-# 2-core machine (proofs of three-rule conflicts, each rule brute-forced away, are its costly cases);
+# Random instances per run of the main differential test (about three minutes on a 2-core machine:
+# proofs of three-rule conflicts, each rule brute-forced away, are its costly cases);
 # SOLVE_DIFFERENTIAL_EXAMPLES=1000 runs a longer campaign over the same derandomised sequence.
-EXAMPLES = int(os.environ.get("SOLVE_DIFFERENTIAL_EXAMPLES", "170"))
+EXAMPLES = int(os.environ.get("SOLVE_DIFFERENTIAL_EXAMPLES", "220"))
 
 
 @st.composite
