@@ -13,8 +13,9 @@ TPOT on every third covered latency row (the other two thirds stay unseen by the
 values to ship and the loss before and after. It is slow (tens of minutes on two cores): run it
 after a change to the physics, then copy the printed factors into the two places above.
 
-Usage: ``python benchmarks/fit_factors.py [--rounds 2] [--only engine=sglang]`` (``--only``: move
-just the factors of that scope, the others stay at their shipped values).
+Usage: ``python benchmarks/fit_factors.py [--rounds 2] [--only engine=sglang] [--factor NAME]``
+(``--only``: move just the factors of that scope; ``--factor``: just that factor; the others stay at
+their shipped values).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only", action="append", default=[], metavar="SCOPE",
                     help="move only the factors of this scope (e.g. engine=sglang, family=hopper); repeatable")
+    ap.add_argument("--factor", action="append", default=[], metavar="NAME",
+                    help="move only this factor (e.g. moe_compute_efficiency); repeatable")
     args = ap.parse_args(argv)
     offline = [r for r in fidelity.load_rows(fidelity.DEFAULT_DATA) if fidelity.skip_reason(r) is None]
     closed, _ = read_latency_csv(lf.DEFAULT_DATA)
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             improved = False
             for p in params:
-                if args.only and p.scope not in args.only:
+                if (args.only and p.scope not in args.only) or (args.factor and p.factor not in args.factor):
                     continue
                 _, _, (lo, hi) = FACTORS[p.factor]
                 for step in (1.41, 1.19, 1.09):

@@ -139,8 +139,28 @@ def prefill_work_s(ctx: Context, cost: LayerCost, micro_batch: float) -> float:
     return t
 
 
+# The same (context, layout, batch) is asked for many times over: the verifier per placement (its
+# memory, KV capacity and largest batch), the searches and the brute-force references once per layer
+# split of one layout. A pure function of frozen inputs, memoised by the context's identity; each
+# entry holds its context, so that identity is not reused while the entry lives.
+_COEF_MEMO: dict[tuple[int, Config, int], tuple[Context, StageCoefficients]] = {}
+_COEF_MEMO_ENTRIES = 4096
+
+
 def stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficients:
     """Per-stage linear coefficients for ``cfg`` with ``batch`` sequences per replica."""
+    key = (id(ctx), cfg, batch)
+    hit = _COEF_MEMO.get(key)
+    if hit is not None and hit[0] is ctx:
+        return hit[1]
+    coef = _stage_coefficients(ctx, cfg, batch)
+    if len(_COEF_MEMO) >= _COEF_MEMO_ENTRIES:
+        _COEF_MEMO.clear()
+    _COEF_MEMO[key] = (ctx, coef)
+    return coef
+
+
+def _stage_coefficients(ctx: Context, cfg: Config, batch: int) -> StageCoefficients:
     a = ctx.arch
     micro = batch / cfg.pp
     kinds = set(a.layer_kinds())
