@@ -167,7 +167,8 @@ def _check_consistency(inst: Instance, arch: Architecture, file: str | None) -> 
 
 
 # Scheduler settings of one engine (limits field -> the engine that has it).
-ENGINE_SCHEDULER_SETTINGS = {"scheduler_recv_interval": ("sglang", 1), "attention_dp_balance_iters": ("trtllm", 0)}
+ENGINE_SCHEDULER_SETTINGS = {"scheduler_recv_interval": ("sglang", 1), "attention_dp_balance_iters": ("trtllm", 0),
+                             "batch_wait_timeout_iters": ("trtllm", 0), "batch_wait_max_tokens_ratio": ("trtllm", 0.0)}
 
 
 def _check_search(inst: Instance, arch: Architecture, space: SearchSpace, file: str | None) -> None:

@@ -180,3 +180,33 @@ def test_a_row_whose_layout_the_model_rules_out_is_not_predicted(tmp_path):
     ms, _ = read_latency_csv(_write_rows(tmp_path, [_row(1, tp_size=3, moe_tp_size=3)]))
     with pytest.raises(InputError, match="row r1: not a layout of qwen3-32b: 64 attention heads"):
         resolve(ms[0])
+
+
+def test_rows_carry_their_launch_scripts_batch_waiting(tmp_path):
+    """InferenceX's DeepSeek-R1 FP8 TensorRT-LLM script waits to batch prompts at 1024 / 1024 from 64
+    clients (release 1.2 on); its rows carry that setting, the others none."""
+    base = {"backend": "trtllm", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "precision": "fp8",
+            "mode": "agg", "isl": 1024, "osl": 1024, "gemm_quant_mode": "fp8", "moe_quant_mode": "fp8",
+            "batch_size": 64, "tp_size": 8, "pp_size": 1, "attention_dp_size": 1, "moe_tp_size": 8,
+            "moe_ep_size": 1, "silicon_data_source": "s", "silicon_ttft_ms": 600, "silicon_tpot_ms": 20,
+            "backend_version": "1.2.0rc6.post2"}
+    variants = {"waits": {}, "older": {"backend_version": "1.1.0rc2.post2"}, "fp4": {"precision": "fp4",
+                "gemm_quant_mode": "nvfp4", "moe_quant_mode": "nvfp4"}, "fewer": {"batch_size": 32},
+                "longer": {"isl": 8192}, "adp": {"batch_size": 8, "attention_dp_size": 8, "tp_size": 1,
+                                                 "moe_tp_size": 1, "moe_ep_size": 8}}
+    path = tmp_path / "rows.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, [*COLUMNS, "backend_version"])
+        w.writeheader()
+        for name, change in variants.items():
+            w.writerow({**base, **change, "id": name})
+    measurements, skipped = read_latency_csv(path)
+    assert not skipped
+    got = {m.id: (m.deployment.batch_wait_timeout_iters, m.deployment.batch_wait_max_tokens_ratio)
+           for m in measurements}
+    assert got == {"waits": (40, 0.8), "older": (0, 0.0), "fp4": (0, 0.0), "fewer": (0, 0.0), "longer": (0, 0.0),
+                   "adp": (0, 0.0)}
+    waits = next(m for m in measurements if m.id == "waits")
+    case = resolve(waits)
+    assert case.scheduler.batch_wait_iters == 40
+    assert case.scheduler.batch_wait_tokens == pytest.approx(0.8 * case.problem.instance.limits.max_num_batched_tokens)

@@ -92,3 +92,42 @@ def test_trtllm_attention_dp_balancing_is_written_to_its_options():
     assert gate == {"admit_every_steps": 60, "gate_min_running": 8}
     assert engine("trtllm").admission_gate(Config(8, 1, 1, 8, "fp8", "fp8"), 1, 60) == {}
     assert engine("sglang").admission_gate(Config(1, 1, 1, 8, "fp8", "fp8", 8), 10, 0) == {}  # SGLang refuses it with DP attention
+
+
+def test_trtllm_batch_waiting_reaches_options_simulation_and_checks(write_instance):
+    """limits.batch_wait_*: written to TensorRT-LLM's options (without attention DP), priced by the
+    simulator (TTFT rises), both or neither, and a TensorRT-LLM setting only."""
+    from solver.engines import engine
+    from solver.engines.base import LaunchInput
+    from solver.input.catalog import resolve_gpu
+    from solver.physics import Config
+
+    li = LaunchInput(repo="deepseek-ai/DeepSeek-V3", cfg=Config(8, 1, 1, 1, "fp8", "fp8"), layers_per_stage=(61,),
+                     num_layers=61, max_num_seqs=256, max_model_len=8192, max_num_batched_tokens=8192,
+                     memory_utilization=0.9, gpu=resolve_gpu("b200-180gb"), gpus_per_node=8, checkpoint_dtype="fp8",
+                     batch_wait_timeout_iters=40, batch_wait_max_tokens_ratio=0.8)
+    _, yaml, _ = engine("trtllm").launch(li)
+    assert "batch_wait_timeout_iters: 40\nbatch_wait_max_tokens_ratio: 0.8\n" in yaml
+    _, yaml, notes = engine("trtllm").launch(LaunchInput(**{**li.__dict__, "cfg": Config(1, 1, 1, 8, "fp8", "fp8", 8)}))
+    assert "batch_wait" not in yaml and any("batch waiting" in n for n in notes)
+    gate = engine("trtllm").admission_gate(li.cfg, batch_wait_timeout_iters=40, batch_wait_max_tokens_ratio=0.8,
+                                           max_num_batched_tokens=8192)
+    assert gate == {"batch_wait_iters": 40, "batch_wait_tokens": 0.8 * 8192}
+
+    base = dict(flagship(), search={"engine": "trtllm"})
+    base["workload"] = {**base["workload"], "request_rate": 2}
+    code, plain = run_json(write_instance(base, "plain.json"))
+    assert code == 0
+    waits = dict(base, limits={**base.get("limits", {}), "batch_wait_timeout_iters": 40,
+                               "batch_wait_max_tokens_ratio": 0.8})
+    code, doc = run_json(write_instance(waits, "waits.json"))
+    assert code == 0 and "batch_wait_timeout_iters: 40" in doc["launch"]["trtllm_extra_llm_api_options"]
+    if doc["strategy"] == plain["strategy"]:
+        assert doc["simulated"]["ttft_ms"]["mean"] > plain["simulated"]["ttft_ms"]["mean"]
+    half = dict(base, limits={**base.get("limits", {}), "batch_wait_timeout_iters": 40})
+    code, _, err = run_cli(write_instance(half, "half.json"))
+    assert code == 2 and "limits" in err and "set both, or neither" in err
+    other = dict(flagship(), limits={**flagship().get("limits", {}), "batch_wait_timeout_iters": 40,
+                                     "batch_wait_max_tokens_ratio": 0.8})
+    code, _, err = run_cli(write_instance(other, "other.json"))
+    assert code == 2 and "a trtllm setting; search.engine is vllm" in err

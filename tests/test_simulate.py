@@ -114,6 +114,31 @@ def test_gated_admission_holds_new_requests_until_the_poll(flagship_replica):
         Scheduler("mixed", 256, 8192, 1e6, admit_every_steps=0)
 
 
+def test_batch_waiting_holds_prompts_while_others_decode(flagship_replica):
+    """TensorRT-LLM's batch waiting: with sequences decoding, a lone prompt is held N iterations
+    (its tokens stay below the threshold) and then prefilled; a threshold its own tokens reach lets
+    it go at once; an idle engine never holds; the count is per held iteration."""
+    import dataclasses
+
+    model, sched = flagship_replica
+    reqs = poisson(1, 300, 1024, 256, seed=3)  # sparse: one prompt at a time joins the decodes
+    base = simulate(model, sched, reqs)
+    held = simulate(model, dataclasses.replace(sched, batch_wait_iters=40, batch_wait_tokens=6553.6), reqs)
+    step = model.step_s(max(1, int(round(base.mean_batch))), 1280 * base.mean_batch) * 1e3
+    extra = held.ttft_ms.mean - base.ttft_ms.mean
+    assert 25 * step < extra < 45 * step  # about 40 decode steps, less when the engine is idle
+    # A threshold one prompt reaches by itself never holds it.
+    assert simulate(model, dataclasses.replace(sched, batch_wait_iters=40, batch_wait_tokens=512), reqs) == base
+    # Without the token threshold (or the count) nothing waits, as in TensorRT-LLM.
+    assert simulate(model, dataclasses.replace(sched, batch_wait_iters=40), reqs) == base
+    # A lone client: nothing decodes when its prompt arrives, so nothing holds it.
+    one = closed_loop(1, 8, 1024, 64)
+    assert simulate(model, dataclasses.replace(sched, batch_wait_iters=40, batch_wait_tokens=6553.6), one) == \
+        simulate(model, sched, one)
+    with pytest.raises(ValueError):
+        Scheduler("mixed", 256, 8192, 1e6, batch_wait_iters=-1)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rate=st.floats(0.2, 30), n=st.integers(5, 300), lo=st.integers(1, 3000), span=st.integers(0, 3000),
        out=st.integers(1, 600), clients=st.integers(0, 40), policy=st.sampled_from(["mixed", "prefill_first"]),

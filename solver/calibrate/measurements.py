@@ -66,8 +66,14 @@ INFERENCEX_PROMPTS_PER_CLIENT = 10
 # - TensorRT-LLM scripts with attention DP set attention_dp_config {enable_balance: true,
 #   timeout_iters: 60, batching_wait_iters: 0} for DeepSeek; gpt-oss's enables it at the defaults
 #   (timeout_iters 50).
+# - TensorRT-LLM DeepSeek-R1 FP8 (benchmarks/dsr1_fp8_b200_trt.sh from the 2026-01-29 update that
+#   moved it to 1.2.0rc6, commit ec7bafaae) sets DELAY_BATCHING at 1024 / 1024 from 64 clients:
+#   batch_wait_timeout_iters 40, batch_wait_max_tokens_ratio 0.8 (max_num_tokens 8192 there); the
+#   MTP and FP4 scripts never do.
 SGLANG_DEEPSEEK_RECV_INTERVAL = {"below_16_clients": 10, "from_16_clients": 30, "fp8_tp4": 10}
 TRTLLM_ADP_BALANCE_TIMEOUT_ITERS = {"deepseek": 60, "gpt-oss": 50}
+TRTLLM_DEEPSEEK_FP8_BATCH_WAIT = {"timeout_iters": 40, "max_tokens_ratio": 0.8, "from_clients": 64,
+                                  "lengths": (1024, 1024), "since_release": (1, 2)}
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,9 @@ class Deployment:
     # balancing (attention_dp_config enable_balance with timeout_iters).
     scheduler_recv_interval: int = 1
     adp_balance_timeout_iters: int = 0
+    # TensorRT-LLM batch waiting (batch_wait_timeout_iters, batch_wait_max_tokens_ratio; 0: off).
+    batch_wait_timeout_iters: int = 0
+    batch_wait_max_tokens_ratio: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -210,9 +219,12 @@ def _row_measurement(row: dict[str, str], releases: dict[tuple[str, str], str] |
     version = _release(row.get("backend_version")) or (releases or {}).get(
         ((row.get("silicon_data_source") or "").split(";")[0], row["backend"]))
     recv, balance = _scheduler_settings(row["backend"], card, weights, tp, adp, conc)
+    wait_iters, wait_ratio = _batch_wait(row["backend"], card, weights, adp, conc, (int(row["isl"]), int(row["osl"])),
+                                         version)
     dep = Deployment(card, gpu, row["backend"], tp=tp, pp=1, dp=1, ep=ep, weights=weights, kv_cache=kv,
                      gpus_per_node=8, adp=adp, engine_version=version, scheduler_recv_interval=recv,
-                     adp_balance_timeout_iters=balance)
+                     adp_balance_timeout_iters=balance, batch_wait_timeout_iters=wait_iters,
+                     batch_wait_max_tokens_ratio=wait_ratio)
     ratio = RANGE_RATIO_BY_ENGINE.get(row["backend"], INFERENCEX_RANGE_RATIO)
     return Measurement(row["id"], dep, int(row["isl"]), int(row["osl"]), ratio, conc, None,
                        INFERENCEX_PROMPTS_PER_CLIENT * conc, ttft, tpot, source=row.get("silicon_data_source", "")), ""
@@ -229,6 +241,17 @@ def _scheduler_settings(engine_name: str, card: str, weights: str, tp: int, adp:
     if engine_name == "trtllm" and adp > 1 and family in TRTLLM_ADP_BALANCE_TIMEOUT_ITERS:
         return 1, TRTLLM_ADP_BALANCE_TIMEOUT_ITERS[family]
     return 1, 0
+
+
+def _batch_wait(engine_name: str, card: str, weights: str, adp: int, clients: int, lengths: tuple[int, int],
+                version: str | None) -> tuple[int, float]:
+    """(batch_wait_timeout_iters, batch_wait_max_tokens_ratio) of a row's launch script (0, 0: none)."""
+    rule = TRTLLM_DEEPSEEK_FP8_BATCH_WAIT
+    if (engine_name == "trtllm" and card.startswith("deepseek") and weights == "fp8" and adp == 1
+            and clients >= rule["from_clients"] and lengths == rule["lengths"]
+            and version is not None and release_tuple(version) >= rule["since_release"]):
+        return rule["timeout_iters"], rule["max_tokens_ratio"]
+    return 0, 0.0
 
 
 def read_online_serving(path: str | Path) -> tuple[list[Measurement], list[tuple[str, str]]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engines import engine
+from ..engines import engine, scheduler_gate
 from ..input.catalog import resolve_gpu
 from ..input.errors import InputError
 from ..physics import Config, Efficiency, even_split, kv_capacity_tokens, step_model
@@ -82,7 +82,10 @@ def instance_of(m: Measurement, cost_model: dict[str, Any] | None = None) -> dic
                    "max_num_batched_tokens": max(int(caps["max_num_batched_tokens"]), seqs),
                    **({"scheduler_recv_interval": d.scheduler_recv_interval} if d.scheduler_recv_interval > 1 else {}),
                    **({"attention_dp_balance_iters": d.adp_balance_timeout_iters}
-                      if d.adp_balance_timeout_iters > 0 else {})},
+                      if d.adp_balance_timeout_iters > 0 else {}),
+                   **({"batch_wait_timeout_iters": d.batch_wait_timeout_iters,
+                       "batch_wait_max_tokens_ratio": d.batch_wait_max_tokens_ratio}
+                      if d.batch_wait_timeout_iters > 0 else {})},
         "search": {"engine": d.engine, **({"engine_version": d.engine_version} if d.engine_version else {})},
         "cost_model": cost_model or {},
     }
@@ -106,7 +109,7 @@ def resolve(m: Measurement, cost_model: dict[str, Any] | None = None) -> Case:
         raise InputError(None, "tp_size", cfg.tp, f"row {m.id}: not a layout of {a.name}: {a.heads} attention heads and "
                          f"{a.experts} experts over tp {cfg.tp}, ep {cfg.ep}")
     limits = problem.instance.limits
-    gate = engine(d.engine).admission_gate(cfg, limits.scheduler_recv_interval, limits.attention_dp_balance_iters)
+    gate = scheduler_gate(d.engine, cfg, limits)
     sched = Scheduler(policy=engine(d.engine).SCHEDULER_POLICY, max_num_seqs=limits.max_num_seqs,
                       max_num_batched_tokens=limits.max_num_batched_tokens * cfg.adp,
                       kv_capacity_tokens=kv_capacity_tokens(problem.ctx, cfg, layers),

@@ -15,7 +15,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from ..physics import MemoryConventions
+from ..input.schema import LimitsSpec
+from ..physics import Config, MemoryConventions
 from . import sglang, trtllm, vllm
 from .base import LaunchInput, release_tuple
 
@@ -32,6 +33,16 @@ def memory_conventions(name: str, version: str | None = None) -> MemoryConventio
     return ENGINES[name].memory_conventions(version)
 
 
+def scheduler_gate(name: str, cfg: Config, limits: LimitsSpec) -> dict[str, Any]:
+    """The simulator's scheduler gates (:class:`solver.simulate.engine.Scheduler` fields) of engine
+    ``name`` for a replica of ``cfg`` under the instance's ``limits`` (each engine reads its own)."""
+    return ENGINES[name].admission_gate(
+        cfg, limits.scheduler_recv_interval, limits.attention_dp_balance_iters,
+        batch_wait_timeout_iters=limits.batch_wait_timeout_iters,
+        batch_wait_max_tokens_ratio=limits.batch_wait_max_tokens_ratio,
+        max_num_batched_tokens=limits.max_num_batched_tokens)
+
+
 def launch_commands(li: LaunchInput, primary: str = "vllm") -> dict[str, Any]:
     """Command lines for a plan on every engine, the instance's own first (``primary``).
 
@@ -46,4 +57,5 @@ def launch_commands(li: LaunchInput, primary: str = "vllm") -> dict[str, Any]:
             "versions": {m.NAME: m.FLAGS_VERSION for m in (vllm, sglang, trtllm)}}
 
 
-__all__ = ["ENGINES", "LaunchInput", "engine", "launch_commands", "memory_conventions", "release_tuple"]
+__all__ = ["ENGINES", "LaunchInput", "engine", "launch_commands", "memory_conventions", "release_tuple",
+           "scheduler_gate"]

@@ -37,6 +37,8 @@ class LaunchInput:
     kv_free_fraction: float = 0.9  # KV share of the memory left after weights and buffers (TensorRT-LLM)
     scheduler_recv_interval: int = 1  # SGLang --scheduler-recv-interval (limits.scheduler_recv_interval)
     attention_dp_balance_iters: int = 0  # TensorRT-LLM attention-DP balancing timeout (0: off)
+    batch_wait_timeout_iters: int = 0  # TensorRT-LLM batch waiting (limits.batch_wait_*; 0: off)
+    batch_wait_max_tokens_ratio: float = 0.0
     # With a balanced expert placement under EP: the `solve experts` command that writes the map
     # the engine loads (its --sglang-out / --trtllm-out file name added per engine); None otherwise.
     expert_map_command: str | None = None

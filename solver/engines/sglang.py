@@ -26,12 +26,14 @@ KV_BLOCK_TOKENS = 1
 SCHEDULER_POLICY = "prefill_first"
 
 
-def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_balance_iters: int = 0) -> dict:
+def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_balance_iters: int = 0,
+                   batch_wait_timeout_iters: int = 0, batch_wait_max_tokens_ratio: float = 0.0,
+                   max_num_batched_tokens: int = 0) -> dict:
     """The simulator's gate for ``--scheduler-recv-interval N``: the scheduler polls for new requests
     when a counter reaches N, decode steps counting 1 and a prefill step filling it (so a poll
     follows every prefill); idle, it polls at once. SGLang refuses the setting with DP attention
     (python/sglang/srt/managers/scheduler_recv_skipper.py)."""
-    del attention_dp_balance_iters
+    del attention_dp_balance_iters, batch_wait_timeout_iters, batch_wait_max_tokens_ratio, max_num_batched_tokens
     if scheduler_recv_interval > 1 and cfg.adp == 1:
         return {"admit_every_steps": scheduler_recv_interval, "admit_after_prefill": True}
     return {}

@@ -24,15 +24,30 @@ KV_BLOCK_TOKENS = 32
 SCHEDULER_POLICY = "mixed"
 
 
-def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_balance_iters: int = 0) -> dict:
-    """The simulator's gate for attention-DP balancing (``attention_dp_config: {enable_balance: true,
-    timeout_iters: N, batching_wait_iters: 0}``): new prompts are held until every rank has one, on a
-    counter that runs every iteration and releases them at N, unless some rank has nothing to decode
-    (PyExecutor ``_balance_adp_requests``). Without attention DP the setting does nothing."""
+def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_balance_iters: int = 0,
+                   batch_wait_timeout_iters: int = 0, batch_wait_max_tokens_ratio: float = 0.0,
+                   max_num_batched_tokens: int = 0) -> dict:
+    """The simulator's gates for new prompts.
+
+    Attention-DP balancing (``attention_dp_config: {enable_balance: true, timeout_iters: N,
+    batching_wait_iters: 0}``): new prompts are held until every rank has one, on a counter that
+    runs every iteration and releases them at N, unless some rank has nothing to decode (PyExecutor
+    ``_balance_adp_requests``). Without attention DP the setting does nothing.
+
+    Batch waiting (``batch_wait_timeout_iters`` N with ``batch_wait_max_tokens_ratio`` r), without
+    attention DP only: while generation requests run, the iteration's context requests are held
+    until their prompt tokens plus the generation tokens reach r x ``max_num_tokens`` or N held
+    iterations have passed, and the count restarts when they go (PyExecutor ``_waiting_requests``;
+    with N or r at 0 the test passes at once and nothing waits).
+    """
     del scheduler_recv_interval
+    gate: dict = {}
     if attention_dp_balance_iters > 1 and cfg.adp > 1:
-        return {"admit_every_steps": attention_dp_balance_iters, "gate_min_running": cfg.adp}
-    return {}
+        gate.update(admit_every_steps=attention_dp_balance_iters, gate_min_running=cfg.adp)
+    if batch_wait_timeout_iters > 0 and batch_wait_max_tokens_ratio > 0 and cfg.adp == 1:
+        gate.update(batch_wait_iters=batch_wait_timeout_iters,
+                    batch_wait_tokens=batch_wait_max_tokens_ratio * max_num_batched_tokens)
+    return gate
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.
 STEP_OVERHEAD_US: float | None = 34.2
@@ -147,6 +162,12 @@ def launch(li: LaunchInput) -> tuple[str, str, list[str]]:
                      f"  timeout_iters: {li.attention_dp_balance_iters}", "  batching_wait_iters: 0"]
     elif li.attention_dp_balance_iters > 0:
         notes.append("TensorRT-LLM: attention_dp_config applies with attention DP only; left out")
+    if li.batch_wait_timeout_iters > 0:
+        if cfg.adp > 1:
+            notes.append("TensorRT-LLM: batch waiting (batch_wait_*) applies without attention DP only; left out")
+        else:
+            yaml += [f"batch_wait_timeout_iters: {li.batch_wait_timeout_iters}",
+                     f"batch_wait_max_tokens_ratio: {li.batch_wait_max_tokens_ratio:g}"]
     if li.expert_map_command:
         yaml.append("moe_load_balancer: expert_map.yaml")
         notes.append(f"TensorRT-LLM: write expert_map.yaml first: {li.expert_map_command} --trtllm-out expert_map.yaml")

@@ -76,9 +76,12 @@ def memory_conventions(version: str | None = None) -> MemoryConventions:
 SCHEDULER_POLICY = "mixed"
 
 
-def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_balance_iters: int = 0) -> dict:
+def admission_gate(cfg: Config, scheduler_recv_interval: int = 1, attention_dp_balance_iters: int = 0,
+                   batch_wait_timeout_iters: int = 0, batch_wait_max_tokens_ratio: float = 0.0,
+                   max_num_batched_tokens: int = 0) -> dict:
     """When vLLM's scheduler takes new requests: every step (no setting holds them back)."""
-    del cfg, scheduler_recv_interval, attention_dp_balance_iters
+    del cfg, scheduler_recv_interval, attention_dp_balance_iters, batch_wait_timeout_iters
+    del batch_wait_max_tokens_ratio, max_num_batched_tokens
     return {}
 # Fixed time per engine step (scheduling, input preparation, sampling bookkeeping), us; None: the GPU
 # family's default in solver.physics.efficiency.

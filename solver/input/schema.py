@@ -378,6 +378,14 @@ class LimitsSpec(Strict):
         0, ge=0, le=10_000, description="TensorRT-LLM attention_dp_config {enable_balance: true, timeout_iters: N, "
         "batching_wait_iters: 0}: new prompts wait until every attention-DP rank has one or N iterations pass "
         "(default 0: balancing off). TensorRT-LLM only, with attention DP.")
+    batch_wait_timeout_iters: int = Field(
+        0, ge=0, le=10_000, description="TensorRT-LLM batch_wait_timeout_iters N (with batch_wait_max_tokens_ratio): "
+        "while sequences decode, new prompts are not prefilled until their tokens and the decodes reach the ratio "
+        "of max_num_batched_tokens or N iterations have held them (default 0: off). TensorRT-LLM only, without "
+        "attention DP.")
+    batch_wait_max_tokens_ratio: float = Field(
+        0.0, ge=0, le=1, description="TensorRT-LLM batch_wait_max_tokens_ratio (see batch_wait_timeout_iters; "
+        "default 0: off).")
 
 
     @model_validator(mode="after")
@@ -387,6 +395,12 @@ class LimitsSpec(Strict):
             raise ValueError(
                 f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be at least max_num_seqs "
                 f"({self.max_num_seqs}): each decode step needs one token per sequence"
+            )
+        if (self.batch_wait_timeout_iters > 0) != (self.batch_wait_max_tokens_ratio > 0):
+            raise ValueError(
+                f"batch_wait_timeout_iters ({self.batch_wait_timeout_iters}) and batch_wait_max_tokens_ratio "
+                f"({self.batch_wait_max_tokens_ratio:g}) act together: TensorRT-LLM holds new prompts only while "
+                "fewer than N iterations have passed and their tokens are below the ratio; set both, or neither"
             )
         return self
 

@@ -46,6 +46,8 @@ def launch_input(problem: Problem, placement: Placement, max_num_seqs: int | Non
         kv_free_fraction=kv_free,
         scheduler_recv_interval=inst.limits.scheduler_recv_interval,
         attention_dp_balance_iters=inst.limits.attention_dp_balance_iters,
+        batch_wait_timeout_iters=inst.limits.batch_wait_timeout_iters,
+        batch_wait_max_tokens_ratio=inst.limits.batch_wait_max_tokens_ratio,
         expert_map_command=(f"solve experts --loads {inst.workload.expert_loads} --gpus {placement.cfg.ep} "
                             f"--slots-per-gpu {(a.experts + placement.cfg.redundant) // placement.cfg.ep} "
                             f"--redundant {placement.cfg.redundant}"

@@ -48,6 +48,12 @@ class Scheduler:
     admit_every_steps: int = 1
     gate_min_running: int = 1
     admit_after_prefill: bool = False
+    # TensorRT-LLM's batch waiting (``batch_wait_timeout_iters`` N, ``batch_wait_max_tokens_ratio``
+    # r, without attention DP): while sequences decode, the prompts admitted are not prefilled
+    # until their prompt tokens and the decodes reach ``batch_wait_tokens`` (r x max_num_tokens) or
+    # N iterations have held them; the count restarts when they go (PyExecutor._waiting_requests).
+    batch_wait_iters: int = 0
+    batch_wait_tokens: float = 0.0
 
     def __post_init__(self) -> None:
         if self.policy not in ("mixed", "prefill_first"):
@@ -56,6 +62,8 @@ class Scheduler:
             raise ValueError("max_num_seqs and max_num_batched_tokens must be at least 1")
         if self.admit_every_steps < 1 or self.gate_min_running < 1:
             raise ValueError("admit_every_steps and gate_min_running must be at least 1")
+        if self.batch_wait_iters < 0 or self.batch_wait_tokens < 0:
+            raise ValueError("batch_wait_iters and batch_wait_tokens must not be negative")
 
 
 @dataclass
@@ -106,6 +114,8 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
     admitted = 0
     every = sched.admit_every_steps
     since = every  # steps since the scheduler last took new requests (gated engines)
+    hold_iters = sched.batch_wait_iters if sched.batch_wait_tokens > 0 else 0
+    held = 0  # iterations the admitted prompts have been held (batch waiting)
 
     if reqs.closed_loop:
         for _ in range(min(reqs.clients, n)):
@@ -158,6 +168,12 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
 
         # A prefill step when a prompt is being prefilled and the step has tokens left for it.
         prefill_now = bool(prefilling) and (not mixed or b < budget_cap)
+        holding = False
+        if prefill_now and hold_iters and b:
+            if held < hold_iters and sum(ins[e[0]] for e in prefilling) + b < sched.batch_wait_tokens:
+                prefill_now, holding = False, True
+            else:
+                held = 0
 
         if prefill_now:
             # One step: decodes (mixed policy) plus prefill chunks, in admission order.
@@ -228,6 +244,9 @@ def run_replica(model: StepModel, sched: Scheduler, reqs: Requests, max_events: 
                 if arrive > poll:
                     poll += -(-(arrive - poll) // every) * every
                 steps = max(1, min(steps, poll))
+            if holding:
+                steps = max(1, min(steps, hold_iters - held))  # the prompts go once the count is reached
+                held += steps
             dt = model.decode_run_s(b, context, steps)
             first_dt = model.step_s(b, context)
             last_dt = model.step_s(b, context + (steps - 1) * b)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engines import engine
+from ..engines import engine, scheduler_gate
 from ..input.errors import InputError
 from ..physics import Config, kv_capacity_tokens, step_model
 from ..problem import Problem
@@ -64,8 +64,7 @@ def plan_scheduler(problem: Problem, cfg: Config, layers_per_stage: tuple[int, .
         max_num_batched_tokens=problem.instance.limits.max_num_batched_tokens * cfg.adp,
         kv_capacity_tokens=kv_capacity_tokens(problem.ctx, cfg, layers_per_stage),
         admission_delay_s=problem.ctx.eff.request_overhead_s,
-        **eng.admission_gate(cfg, problem.instance.limits.scheduler_recv_interval,
-                             problem.instance.limits.attention_dp_balance_iters),
+        **scheduler_gate(problem.search.engine, cfg, problem.instance.limits),
     )
 
 
