@@ -184,7 +184,7 @@ def test_a_row_whose_layout_the_model_rules_out_is_not_predicted(tmp_path):
 
 def test_rows_carry_their_launch_scripts_batch_waiting(tmp_path):
     """InferenceX's DeepSeek-R1 FP8 TensorRT-LLM script waits to batch prompts at 1024 / 1024 from 64
-    clients (release 1.2 on); its rows carry that setting, the others none."""
+    clients (release 1.2 on); its rows carry that setting, the others none; its MTP runs are skipped."""
     base = {"backend": "trtllm", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "precision": "fp8",
             "mode": "agg", "isl": 1024, "osl": 1024, "gemm_quant_mode": "fp8", "moe_quant_mode": "fp8",
             "batch_size": 64, "tp_size": 8, "pp_size": 1, "attention_dp_size": 1, "moe_tp_size": 8,
@@ -193,7 +193,8 @@ def test_rows_carry_their_launch_scripts_batch_waiting(tmp_path):
     variants = {"waits": {}, "older": {"backend_version": "1.1.0rc2.post2"}, "fp4": {"precision": "fp4",
                 "gemm_quant_mode": "nvfp4", "moe_quant_mode": "nvfp4"}, "fewer": {"batch_size": 32},
                 "longer": {"isl": 8192}, "adp": {"batch_size": 8, "attention_dp_size": 8, "tp_size": 1,
-                                                 "moe_tp_size": 1, "moe_ep_size": 8}}
+                                                 "moe_tp_size": 1, "moe_ep_size": 8},
+                "mtp": {"backend_version": "1.2.0rc6.post3"}}
     path = tmp_path / "rows.csv"
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, [*COLUMNS, "backend_version"])
@@ -201,7 +202,8 @@ def test_rows_carry_their_launch_scripts_batch_waiting(tmp_path):
         for name, change in variants.items():
             w.writerow({**base, **change, "id": name})
     measurements, skipped = read_latency_csv(path)
-    assert not skipped
+    # The image of InferenceX's MTP (speculative decoding) configs: a run the model does not cover.
+    assert skipped == [("mtp", "speculative decoding (MTP) runs are not modelled")]
     got = {m.id: (m.deployment.batch_wait_timeout_iters, m.deployment.batch_wait_max_tokens_ratio)
            for m in measurements}
     assert got == {"waits": (40, 0.8), "older": (0, 0.0), "fp4": (0, 0.0), "fewer": (0, 0.0), "longer": (0, 0.0),
